@@ -1,0 +1,139 @@
+"""`minor-illusion serve | migrate | seed`: run the service and look after its database.
+
+With DATABASE_URL unset, each command starts the embedded PostgreSQL in the data folder for
+as long as it runs, and stops it when it ends (normally, on Ctrl-C or on SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+
+import structlog
+from pydantic import ValidationError
+
+from app import embedded, migrate
+from app.logs import configure_logging
+from app.settings import SOURCE_DIR, ConfigError, Settings
+
+log = structlog.get_logger("minor_illusion")
+
+APPLICATION_PATH = "app.main:create_app()"
+DEFAULT_HYPERCORN_CONFIG = SOURCE_DIR / "hypercorn.toml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(f"invalid configuration:\n{error}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    _exit_cleanly_on_sigterm()
+    try:
+        with _database(settings) as url:
+            if args.command == "serve":
+                return _serve(args, url, settings)
+            if args.command == "migrate":
+                migrate.upgrade(url, args.revision)
+                log.info("database migrated", revision=args.revision)
+                return 0
+            from app.seed import seed
+
+            asyncio.run(seed(Settings(), password=args.password))
+            return 0
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minor-illusion", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="migrate the database, then serve the API")
+    serve.add_argument("--host", help="interface to listen on (default from hypercorn.toml)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--workers", type=int, help="Hypercorn worker processes (default 1)")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_HYPERCORN_CONFIG,
+        help="Hypercorn TOML config (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--no-migrate", action="store_true", help="do not apply migrations before serving"
+    )
+    migrate_cmd = commands.add_parser("migrate", help="apply migrations (alembic upgrade)")
+    migrate_cmd.add_argument("revision", nargs="?", default="head")
+    seed = commands.add_parser("seed", help="create the demo data (idempotent)")
+    seed.add_argument(
+        "--password",
+        default=os.environ.get("DEMO_PASSWORD"),
+        help="password for the demo users (default: $DEMO_PASSWORD, else generated)",
+    )
+    return parser
+
+
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[str]:
+    """The database URL to use, starting the embedded server when DATABASE_URL is unset.
+
+    The URL and the signing key are exported, so Hypercorn's worker processes (which read
+    their settings from the environment) use the same database and the same key.
+    """
+    if settings.database_url is not None:
+        settings.signing_key()
+        yield settings.database_url
+        return
+    with embedded.running(settings.data_dir) as url:
+        os.environ["DATABASE_URL"] = url
+        if settings.secret_key is None:
+            os.environ["SECRET_KEY"] = embedded.development_secret_key(settings.data_dir)
+        yield url
+
+
+def _serve(args: argparse.Namespace, url: str, settings: Settings) -> int:
+    from hypercorn.config import Config
+    from hypercorn.run import run
+
+    if not args.no_migrate:
+        migrate.upgrade(url)
+    config = Config.from_toml(args.config) if args.config.exists() else Config()
+    if args.host or args.port:
+        host, _, port = config.bind[0].rpartition(":")
+        config.bind = [f"{args.host or host}:{args.port or port}"]
+    if args.workers is not None:
+        config.workers = args.workers
+    config.workers = max(config.workers, 1)  # 0 would run in this process, without signals
+    config.root_path = settings.root_path or config.root_path
+    # Hypercorn's own messages go through the app's log format instead of a second handler.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.application_path = APPLICATION_PATH
+    for bind in config.bind:
+        log.info("serving", url=f"http://{bind}{config.root_path}/", workers=config.workers)
+    return run(config)
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so `finally` blocks (stopping PostgreSQL) run.
+
+    While Hypercorn serves, it installs its own handler and shuts down gracefully instead.
+    """
+
+    def _handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""DATABASE_URL in every accepted form, normalised for the two drivers the project uses.
+
+The app talks asyncpg; Alembic and notebooks talk psycopg2. Users should be able to paste the
+URL their database console shows (`postgresql://...`, `cockroachdb://...`, `postgres://...`)
+and get the right driver on each side.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sqlalchemy.engine import URL, make_url
+
+from app.settings import ConfigError
+
+Driver = Literal["asyncpg", "psycopg2"]
+
+_BACKENDS = {"postgres": "postgresql", "postgresql": "postgresql", "cockroachdb": "cockroachdb"}
+
+_LIBPQ_SSLMODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+"""libpq's sslmode values; asyncpg's `ssl` argument accepts the same words."""
+
+
+def normalise(raw: str, driver: Driver) -> URL:
+    """Return `raw` as a SQLAlchemy URL for `driver`, whatever driver it named before."""
+    try:
+        url = make_url(raw)
+    except Exception as error:  # sqlalchemy raises ArgumentError, or ValueError for a bad port
+        raise ConfigError(f"DATABASE_URL is not a valid database URL: {error}") from None
+    backend, _, _ = url.drivername.partition("+")
+    if backend not in _BACKENDS:
+        raise ConfigError(
+            f"DATABASE_URL scheme {url.drivername!r} is not supported; "
+            "use postgresql://, cockroachdb:// or one of their +asyncpg / +psycopg2 forms"
+        )
+    url = url.set(drivername=f"{_BACKENDS[backend]}+{driver}")
+    if driver == "asyncpg":
+        url = _sslmode_to_asyncpg(url)
+    return url
+
+
+def _sslmode_to_asyncpg(url: URL) -> URL:
+    """asyncpg spells libpq's `sslmode` as `ssl`; translate so one URL serves both drivers."""
+    query = dict(url.query)
+    sslmode = query.pop("sslmode", None)
+    if sslmode is None:
+        return url
+    if isinstance(sslmode, tuple):
+        sslmode = sslmode[-1]
+    if sslmode not in _LIBPQ_SSLMODES:
+        raise ConfigError(f"DATABASE_URL sslmode={sslmode!r} is not a libpq sslmode")
+    query.setdefault("ssl", sslmode)
+    return url.set(query=query)
+
+
+def is_cockroachdb(url: URL) -> bool:
+    return url.get_backend_name() == "cockroachdb"

@@ -1,0 +1,187 @@
+"""The engine lifecycle and the transaction scope every handler goes through.
+
+One pooled `AsyncEngine` per process, created when the app starts serving and disposed when it
+stops. A unit of work is an async callable taking the session; `Database.run` commits it, rolls
+it back on error and re-runs it whole when the database reports a serialization failure
+(SQLSTATE 40001), which CockroachDB does under contention for any transaction and PostgreSQL
+does at SERIALIZABLE. Because a retry re-runs the callable, it must not have side effects
+outside the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeAlias, TypeVar
+
+import structlog
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.database_url import normalise
+from app.models import SchemaDAO
+from app.settings import ConfigError, Settings
+
+Session: TypeAlias = AsyncSession
+"""What a unit of work receives; handlers name it through this alias, not through SQLAlchemy."""
+
+T = TypeVar("T")
+UnitOfWork: TypeAlias = Callable[[Session], Awaitable[T]]
+
+SERIALIZATION_FAILURE = "40001"
+
+# Connection exceptions (08), operator intervention such as shutdown or a cancelled statement
+# (57), and insufficient resources such as too many connections (53): the database cannot
+# serve right now, which a client should hear as 503, not 500.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57", "53")
+
+log = structlog.get_logger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or refused to serve; clients get 503 and may retry."""
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """Serialization retries were exhausted under contention; clients get 503 and may retry."""
+
+
+def sqlstate_of(error: BaseException) -> str | None:
+    """The SQLSTATE behind a SQLAlchemy error, whichever driver raised it."""
+    candidates = [error, getattr(error, "orig", None)]
+    candidates.append(getattr(candidates[-1], "__cause__", None))
+    for candidate in candidates:
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+def is_unavailable(error: BaseException) -> bool:
+    if isinstance(error, OSError | TimeoutError | ConnectionError):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        state = sqlstate_of(error)
+        if state is not None:
+            return state.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
+        # No SQLSTATE: the driver lost the connection or timed out before the server answered.
+        return isinstance(error, OperationalError | InterfaceError) or isinstance(
+            error.orig, OSError | TimeoutError
+        )
+    return False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter between re-runs of a failed transaction."""
+
+    max_retries: int = 8
+    base_delay_seconds: float = 0.005
+    max_delay_seconds: float = 0.5
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * (2**attempt))
+        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+@dataclass
+class RetryStats:
+    """Counters the retry loop keeps, so tests and metrics can see retries happen."""
+
+    retries: int = 0
+    exhausted: int = 0
+
+
+@dataclass
+class Database:
+    """The process's engine and the transaction scope around it."""
+
+    settings: Settings
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    stats: RetryStats = field(default_factory=RetryStats)
+    _engine: AsyncEngine | None = None
+    _sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(settings, RetryPolicy(max_retries=settings.db_max_retries))
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the database engine is not started (Database.start)")
+        return self._engine
+
+    async def start(self) -> None:
+        if self._engine is not None:
+            return
+        if self.settings.database_url is None:
+            raise ConfigError(
+                "DATABASE_URL is not set. `minor-illusion serve` starts the embedded PostgreSQL "
+                "and sets it; when running the app another way, set DATABASE_URL."
+            )
+        self._engine = create_engine(self.settings)
+        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+        self._engine = None
+        self._sessions = None
+
+    async def run(self, work: UnitOfWork[T]) -> T:
+        """Run `work` in one transaction: commit on success, roll back on error, retry on 40001."""
+        if self._sessions is None:
+            raise RuntimeError("the database engine is not started (Database.start)")
+        attempt = 0
+        while True:
+            try:
+                async with self._sessions() as session, session.begin():
+                    return await work(session)
+            except DBAPIError as error:
+                if sqlstate_of(error) == SERIALIZATION_FAILURE:
+                    if attempt >= self.retry_policy.max_retries:
+                        self.stats.exhausted += 1
+                        log.warning("transaction retries exhausted", attempts=attempt + 1)
+                        raise DatabaseBusy("too much contention, try again") from error
+                    self.stats.retries += 1
+                    await asyncio.sleep(self.retry_policy.delay(attempt))
+                    attempt += 1
+                    continue
+                if is_unavailable(error):
+                    raise DatabaseUnavailable(str(sqlstate_of(error))) from error
+                raise
+            except (OSError, TimeoutError) as error:
+                raise DatabaseUnavailable(type(error).__name__) from error
+
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at; raises DatabaseUnavailable when unreachable."""
+        return await self.run(SchemaDAO.current_revision)
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """The one pooled engine of this process, with timeouts so an outage fails fast."""
+    assert settings.database_url is not None
+    url = normalise(settings.database_url, "asyncpg")
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_connect_timeout_seconds,
+        pool_pre_ping=True,
+        isolation_level=settings.db_isolation_level,
+        connect_args={
+            "timeout": settings.db_connect_timeout_seconds,
+            "command_timeout": settings.db_statement_timeout_seconds,
+            "server_settings": {"application_name": "minor-illusion"},
+        },
+    )

@@ -1,0 +1,54 @@
+"""The app factory: the one place that assembles the service."""
+
+from __future__ import annotations
+
+from quart import Quart
+from quart_schema import QuartSchema
+
+from app.access_log import register_access_log
+from app.api import auth, health
+from app.api.context import BEARER_SCHEME
+from app.db import Database
+from app.errors import register_error_handlers
+from app.logs import configure_logging
+from app.models import Daos
+from app.settings import Settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    daos: Daos | None = None,
+    database: Database | None = None,
+) -> Quart:
+    """Build the app. Tests pass fake DAOs and an in-memory database; production passes nothing."""
+    settings = settings or Settings()
+    configure_logging(settings)
+    app = Quart(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["settings"] = settings
+    app.extensions["daos"] = daos or Daos.real()
+    app.extensions["database"] = database or Database.from_settings(settings)
+    QuartSchema(
+        app,
+        info={"title": "minor-illusion", "version": "1"},
+        security_schemes={
+            BEARER_SCHEME: {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}
+        },
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+    )
+    register_error_handlers(app)
+    register_access_log(app)
+    for blueprint in (health.bp, auth.bp):
+        app.register_blueprint(blueprint)
+
+    @app.before_serving
+    async def _start() -> None:
+        settings.signing_key()  # refuse to serve without a key rather than fail at first login
+        await app.extensions["database"].start()
+
+    @app.after_serving
+    async def _stop() -> None:
+        await app.extensions["database"].stop()
+
+    return app

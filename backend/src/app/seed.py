@@ -1,0 +1,89 @@
+"""Demo data for a new user and the notebooks; running it again changes nothing.
+
+Creates the organization `demo` with an owner (`demo`) and a member (`demo-member`), two
+spaces and a few dozen todos. Passwords are only set when a user is created, or when one is
+given explicitly, so re-running never locks anybody out.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+import structlog
+
+from app.db import Database, Session
+from app.models import Daos, Role
+from app.security import hash_password
+from app.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+ORGANIZATION = "demo"
+OWNER = "demo"
+MEMBER = "demo-member"
+SPACES = {
+    "Welcome": ["Read the README", "Open the API docs at /docs", "Log in as demo-member"],
+    "Groceries": ["Coffee", "Oat milk", "Bread", "Apples", "Pasta", "Tomatoes"],
+}
+TODOS_PER_SPACE = 18
+
+
+async def seed(settings: Settings, password: str | None = None, daos: Daos | None = None) -> None:
+    daos = daos or Daos.real()
+    database = Database.from_settings(settings)
+    generated = password is None
+    password = password or secrets.token_urlsafe(12)
+    password_hash = await hash_password(password)
+    await database.start()
+    try:
+        created = await database.run(lambda s: _seed(s, daos, password_hash, not generated))
+    finally:
+        await database.stop()
+    for name in (OWNER, MEMBER):
+        if name in created or not generated:
+            print(f"demo user {name!r} password: {password}")
+        else:
+            print(f"demo user {name!r} exists; password unchanged (pass --password to reset it)")
+    print(f"demo organization {ORGANIZATION!r} ready with {len(SPACES)} spaces")
+
+
+async def _seed(
+    session: Session, daos: Daos, password_hash: str, reset_passwords: bool
+) -> set[str]:
+    """Create what is missing; return the names of the users created now."""
+    created: set[str] = set()
+    users: dict[str, uuid.UUID] = {}
+    for name in (OWNER, MEMBER):
+        user = await daos.users.get_by_name(session, name)
+        if user is None:
+            user = await daos.users.create(session, name, password_hash)
+            assert user is not None  # the name was free a statement ago, in this transaction
+            created.add(name)
+        elif reset_passwords:
+            await daos.users.set_password_hash(session, user.id, password_hash)
+        users[name] = user.id
+
+    organization = await daos.organizations.get_by_name(session, ORGANIZATION)
+    if organization is None:
+        organization = await daos.organizations.create_owned(session, ORGANIZATION, users[OWNER])
+        assert organization is not None
+    await daos.memberships.add(session, organization.id, users[OWNER], Role.OWNER)
+    await daos.memberships.add(session, organization.id, users[MEMBER], Role.MEMBER)
+
+    for space_name, titles in SPACES.items():
+        if await daos.spaces.get_by_name(session, organization.id, space_name) is not None:
+            continue
+        space = await daos.spaces.create(session, organization.id, space_name)
+        for index in range(TODOS_PER_SPACE):
+            author = users[OWNER] if index % 3 else users[MEMBER]
+            await daos.todos.create(
+                session,
+                space_id=space.id,
+                user_id=author,
+                title=f"{titles[index % len(titles)]} #{index + 1}",
+                content=f"Demo todo {index + 1} in {space_name}.",
+                done=index % 4 == 0,
+            )
+    log.info("demo data seeded", organization=ORGANIZATION, users_created=sorted(created))
+    return created

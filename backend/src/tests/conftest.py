@@ -1,0 +1,271 @@
+"""Fixtures, in the order a test meets them.
+
+1. Settings: a fixed signing key and a private data folder, so no test touches `.data/`.
+2. Unit: the app on FakeDAOs and a FakeDatabase (no I/O at all), and its test client.
+3. Databases: an embedded PostgreSQL for the whole session (never skipped), and an in-memory
+   CockroachDB from `cockroach demo` when a `cockroach` binary is available (skipped, with the
+   reason, otherwise). `database_url` runs each live test on both; the schema is built with
+   `alembic upgrade head`, so the migrations are what the tests exercise.
+4. Live: the app on the real database and its test client; every app table is emptied after
+   each test, so no test sees another's rows.
+5. Helpers: register and log in through the API, as a client would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol
+from sqlalchemy.engine import make_url
+
+from app import embedded, migrate
+from app.database_url import normalise
+from app.db import Database
+from app.main import create_app
+from app.models import SchemaDAO
+from app.settings import Settings
+from tests import fakes
+
+TEST_SECRET = "test-signing-key-that-is-long-enough-0123456789"
+TEST_DATABASE = "minor_illusion_test"
+PASSWORD = "correct horse battery staple"
+
+
+# 1. Settings ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"secret_key": TEST_SECRET, "data_dir": data_dir}
+    values.update(overrides)
+    return Settings(**values)
+
+
+# 2. Unit: fakes -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_database(data_dir: Path) -> fakes.FakeDatabase:
+    return fakes.FakeDatabase(make_settings(data_dir))
+
+
+@pytest.fixture
+async def app(data_dir: Path, fake_database: fakes.FakeDatabase) -> AsyncIterator[Quart]:
+    fakes.reset()
+    app = create_app(make_settings(data_dir), daos=fakes.fake_daos(), database=fake_database)
+    async with app.test_app():
+        yield app
+    fakes.reset()
+
+
+@pytest.fixture
+def client(app: Quart) -> TestClientProtocol:
+    return app.test_client()
+
+
+# 3. Databases -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def create_database(server_url: str, name: str) -> str:
+    """Create database `name` on the server (dropping a leftover) and return its URL."""
+    admin = normalise(server_url, "psycopg2")
+    connection = psycopg2.connect(
+        **admin.translate_connect_args(username="user", database="dbname"), **admin.query
+    )
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+            cursor.execute(f"CREATE DATABASE {name}")
+    finally:
+        connection.close()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def embedded_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with embedded.running(tmp_path_factory.mktemp("embedded")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(embedded_server_url: str) -> str:
+    url = create_database(embedded_server_url, TEST_DATABASE)
+    migrate.upgrade(url)
+    return url
+
+
+def cockroach_binary() -> str | None:
+    return os.environ.get("COCKROACH_BINARY") or shutil.which("cockroach")
+
+
+@pytest.fixture(scope="session")
+def cockroach_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An in-memory CockroachDB from `cockroach demo`, on free ports, for the session."""
+    binary = cockroach_binary()
+    if binary is None:
+        pytest.skip(
+            "no CockroachDB binary: put `cockroach` on PATH or set COCKROACH_BINARY "
+            "to run the live tests on CockroachDB as well"
+        )
+    sql_port, http_port = free_port(), free_port()
+    log_path = tmp_path_factory.mktemp("cockroach") / "demo.log"
+    env = {**os.environ, "COCKROACH_SKIP_ENABLING_DIAGNOSTIC_REPORTING": "true"}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(  # noqa: S603 - the binary the developer configured
+            [
+                binary,
+                "demo",
+                "--no-example-database",
+                "--insecure",
+                f"--sql-port={sql_port}",
+                f"--http-port={http_port}",
+            ],
+            stdin=subprocess.PIPE,  # demo's SQL shell exits when its input closes
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"cockroachdb://root@127.0.0.1:{sql_port}/defaultdb?sslmode=disable"
+    try:
+        _wait_for_sql(url, process, log_path, timeout=90)
+        yield url
+    finally:
+        if process.stdin:
+            process.stdin.close()
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_for_sql(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    sync = normalise(url, "psycopg2")
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"cockroach demo exited early:\n{log.read_text()[-4000:]}")
+        try:
+            psycopg2.connect(
+                **sync.translate_connect_args(username="user", database="dbname"),
+                **sync.query,
+                connect_timeout=2,
+            ).close()
+            return
+        except psycopg2.OperationalError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cockroach demo not ready:\n{log.read_text()[-4000:]}") from None
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def cockroach_url(cockroach_server_url: str) -> str:
+    url = create_database(cockroach_server_url, TEST_DATABASE)
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session", params=["postgresql", "cockroachdb"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each live test runs on the embedded PostgreSQL, and on CockroachDB when available."""
+    fixture = "postgres_url" if request.param == "postgresql" else "cockroach_url"
+    return str(request.getfixturevalue(fixture))
+
+
+# 4. Live: the app on a real database ---------------------------------------------------------
+
+
+@pytest.fixture
+async def live_settings(database_url: str, data_dir: Path) -> Settings:
+    return make_settings(data_dir, database_url=database_url)
+
+
+@pytest.fixture
+async def live_database(live_settings: Settings) -> AsyncIterator[Database]:
+    """A started Database on the test database; empties the app tables afterwards."""
+    database = Database.from_settings(live_settings)
+    await database.start()
+    yield database
+    await database.start()  # the app stops it when it stops serving
+    await database.run(SchemaDAO.truncate_app_tables)
+    await database.stop()
+
+
+@pytest.fixture
+async def live_app(live_settings: Settings, live_database: Database) -> AsyncIterator[Quart]:
+    app = create_app(live_settings, database=live_database)
+    async with app.test_app():
+        yield app
+
+
+@pytest.fixture
+def live_client(live_app: Quart) -> TestClientProtocol:
+    return live_app.test_client()
+
+
+# 5. Helpers ---------------------------------------------------------------------------------
+
+
+def unique_name(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def register(client: TestClientProtocol, name: str, password: str = PASSWORD) -> Any:
+    response = await client.post("/auth/register", json={"name": name, "password": password})
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    return await response.get_json()
+
+
+async def login(client: TestClientProtocol, name: str, password: str = PASSWORD) -> str:
+    response = await client.post("/auth/login", json={"username": name, "password": password})
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    return str((await response.get_json())["access_token"])
+
+
+async def auth_headers(client: TestClientProtocol, name: str | None = None) -> dict[str, str]:
+    """Register a fresh user and return the Authorization header of its token."""
+    name = name or unique_name()
+    await register(client, name)
+    return {"Authorization": f"Bearer {await login(client, name)}"}
+
+
+@contextlib.contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set (or, with None, remove) environment variables for the duration of a block."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
