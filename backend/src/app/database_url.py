@@ -34,22 +34,22 @@ def normalise(raw: str, driver: Driver) -> URL:
             "use postgresql://, cockroachdb:// or one of their +asyncpg / +psycopg2 forms"
         )
     url = url.set(drivername=f"{_BACKENDS[backend]}+{driver}")
-    if driver == "asyncpg":
-        url = _sslmode_to_asyncpg(url)
-    return url
+    return _ssl_for(url, driver)
 
 
-def _sslmode_to_asyncpg(url: URL) -> URL:
-    """asyncpg spells libpq's `sslmode` as `ssl`; translate so one URL serves both drivers."""
+def _ssl_for(url: URL, driver: Driver) -> URL:
+    """libpq (psycopg2) calls it `sslmode`, asyncpg `ssl`, with the same values: accept either
+    spelling in the URL and hand each driver its own."""
     query = dict(url.query)
-    sslmode = query.pop("sslmode", None)
-    if sslmode is None:
+    values = [query.pop(name) for name in ("sslmode", "ssl") if name in query]
+    if not values:
         return url
-    if isinstance(sslmode, tuple):
-        sslmode = sslmode[-1]
-    if sslmode not in _LIBPQ_SSLMODES:
-        raise ConfigError(f"DATABASE_URL sslmode={sslmode!r} is not a libpq sslmode")
-    query.setdefault("ssl", sslmode)
+    mode = values[0][-1] if isinstance(values[0], tuple) else values[0]
+    if mode not in _LIBPQ_SSLMODES:
+        raise ConfigError(
+            f"DATABASE_URL sslmode={mode!r} is not one of {', '.join(sorted(_LIBPQ_SSLMODES))}"
+        )
+    query["ssl" if driver == "asyncpg" else "sslmode"] = mode
     return url.set(query=query)
 
 

@@ -19,6 +19,7 @@ def alembic_config(database_url: str | None = None) -> Config:
     """Alembic's config for this project; `database_url` in any accepted form, or from env.py."""
     config = Config(str(ALEMBIC_INI))
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["configure_logger"] = False
     if database_url is not None:
         sync_url = normalise(database_url, "psycopg2").render_as_string(hide_password=False)
         config.attributes["sync_url"] = sync_url

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    delete,
     func,
     select,
     text,
@@ -100,6 +101,12 @@ class UserDAO(BaseDAO):
         await session.execute(
             update(cls).where(cls.id == user_id).values(password_hash=password_hash)
         )
+
+    @classmethod
+    async def delete(cls, session: AsyncSession, user_id: uuid.UUID) -> bool:
+        """Delete a user and, by cascade, their memberships and todos; False if absent."""
+        result = await session.execute(delete(cls).where(cls.id == user_id).returning(cls.id))
+        return result.scalar_one_or_none() is not None
 
 
 class OrganizationDAO(BaseDAO):

@@ -17,6 +17,8 @@ SOURCE_DIR = Path(__file__).resolve().parent.parent
 
 DEFAULT_DATA_DIR = SOURCE_DIR / ".data"
 
+MIN_KEY_LENGTH = 32
+
 IsolationLevel = Literal["SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED"]
 
 
@@ -76,8 +78,8 @@ class Settings(BaseSettings):
     def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
-        if len(value.get_secret_value()) < 32:
-            raise ValueError("SECRET_KEY must be at least 32 characters")
+        if len(value.get_secret_value()) < MIN_KEY_LENGTH:
+            raise ValueError(f"SECRET_KEY must be at least {MIN_KEY_LENGTH} characters")
         return value
 
     @property

@@ -24,39 +24,43 @@ from app.settings import Settings
 config = context.config
 target_metadata = BaseDAO.metadata
 
-if config.config_file_name is not None and "sync_url" not in config.attributes:
+# From the `alembic` command line, log as alembic.ini says; from the app, keep the app's logging.
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 OFFLINE_DEFAULT_URL = "postgresql+psycopg2://"
 """Rendering SQL needs a dialect, not a server; pass -x url=cockroachdb:// for CockroachDB."""
 
 
+def given_url() -> str | None:
+    """A URL from the caller (`app.migrate`) or from `alembic -x url=...`."""
+    url = config.attributes.get("sync_url") or context.get_x_argument(as_dictionary=True).get("url")
+    return str(url) if url else None
+
+
+def psycopg2_url(url: str) -> str:
+    return normalise(url, "psycopg2").render_as_string(hide_password=False)
+
+
 @contextlib.contextmanager
 def sync_url() -> Iterator[str]:
-    given = config.attributes.get("sync_url") or context.get_x_argument(as_dictionary=True).get(
-        "url"
-    )
-    if given:
-        yield normalise(given, "psycopg2").render_as_string(hide_password=False)
-        return
     settings = Settings()
-    if settings.database_url is not None:
-        yield normalise(settings.database_url, "psycopg2").render_as_string(hide_password=False)
+    url = given_url() or settings.database_url
+    if url is not None:
+        yield psycopg2_url(url)
         return
-    with embedded.running(settings.data_dir) as url:
-        yield normalise(url, "psycopg2").render_as_string(hide_password=False)
+    with embedded.running(settings.data_dir) as embedded_url:
+        yield psycopg2_url(embedded_url)
+
+
+MIGRATION_OPTIONS = {"target_metadata": target_metadata, "transaction_per_migration": True}
 
 
 def run_migrations_offline() -> None:
-    given = config.attributes.get("sync_url") or context.get_x_argument(as_dictionary=True).get(
-        "url", OFFLINE_DEFAULT_URL
-    )
     context.configure(
-        url=normalise(given, "psycopg2"),
-        target_metadata=target_metadata,
+        url=psycopg2_url(given_url() or OFFLINE_DEFAULT_URL),
         literal_binds=True,
-        transaction_per_migration=True,
-        compare_type=True,
+        **MIGRATION_OPTIONS,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -69,10 +73,9 @@ def run_migrations_online() -> None:
             with engine.connect() as connection:
                 context.configure(
                     connection=connection,
-                    target_metadata=target_metadata,
-                    transaction_per_migration=True,
                     compare_type=True,
                     compare_server_default=True,
+                    **MIGRATION_OPTIONS,
                 )
                 with context.begin_transaction():
                     context.run_migrations()

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg2
 import pytest
 from quart import Quart
-from quart.typing import TestClientProtocol
+from quart.typing import TestClientProtocol as Client
 from sqlalchemy.engine import make_url
 
 from app import embedded, migrate
@@ -75,7 +75,7 @@ async def app(data_dir: Path, fake_database: fakes.FakeDatabase) -> AsyncIterato
 
 
 @pytest.fixture
-def client(app: Quart) -> TestClientProtocol:
+def client(app: Quart) -> Client:
     return app.test_client()
 
 
@@ -134,7 +134,7 @@ def cockroach_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     log_path = tmp_path_factory.mktemp("cockroach") / "demo.log"
     env = {**os.environ, "COCKROACH_SKIP_ENABLING_DIAGNOSTIC_REPORTING": "true"}
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(  # noqa: S603 - the binary the developer configured
+        process = subprocess.Popen(
             [
                 binary,
                 "demo",
@@ -177,7 +177,9 @@ def _wait_for_sql(url: str, process: subprocess.Popen[bytes], log: Path, timeout
             return
         except psycopg2.OperationalError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"cockroach demo not ready:\n{log.read_text()[-4000:]}") from None
+                raise RuntimeError(
+                    f"cockroach demo not ready:\n{log.read_text()[-4000:]}"
+                ) from None
             time.sleep(0.5)
 
 
@@ -222,7 +224,7 @@ async def live_app(live_settings: Settings, live_database: Database) -> AsyncIte
 
 
 @pytest.fixture
-def live_client(live_app: Quart) -> TestClientProtocol:
+def live_client(live_app: Quart) -> Client:
     return live_app.test_client()
 
 
@@ -233,19 +235,19 @@ def unique_name(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-async def register(client: TestClientProtocol, name: str, password: str = PASSWORD) -> Any:
+async def register(client: Client, name: str, password: str = PASSWORD) -> Any:
     response = await client.post("/auth/register", json={"name": name, "password": password})
     assert response.status_code == 201, await response.get_data(as_text=True)
     return await response.get_json()
 
 
-async def login(client: TestClientProtocol, name: str, password: str = PASSWORD) -> str:
+async def login(client: Client, name: str, password: str = PASSWORD) -> str:
     response = await client.post("/auth/login", json={"username": name, "password": password})
     assert response.status_code == 200, await response.get_data(as_text=True)
     return str((await response.get_json())["access_token"])
 
 
-async def auth_headers(client: TestClientProtocol, name: str | None = None) -> dict[str, str]:
+async def auth_headers(client: Client, name: str | None = None) -> dict[str, str]:
     """Register a fresh user and return the Authorization header of its token."""
     name = name or unique_name()
     await register(client, name)

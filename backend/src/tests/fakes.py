@@ -91,6 +91,15 @@ class FakeUserDAO:
             cls.rows[user_id].password_hash = password_hash
             cls.rows[user_id].updated_at = _now()
 
+    @classmethod
+    async def delete(cls, session: Any, user_id: uuid.UUID) -> bool:
+        if cls.rows.pop(user_id, None) is None:
+            return False
+        for dao in (FakeMembershipDAO, FakeTodoDAO):
+            for key in [k for k, row in dao.rows.items() if row.user_id == user_id]:
+                del dao.rows[key]
+        return True
+
 
 class FakeOrganizationDAO:
     rows: ClassVar[dict[uuid.UUID, FakeOrganization]] = {}

@@ -1,0 +1,86 @@
+"""The transaction scope on a real database: commit, rollback, and retry on SQLSTATE 40001.
+
+Two transactions really conflict here (read-modify-write of one row at SERIALIZABLE), so the
+retry path is exercised against the server, not simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.db import Database, DatabaseBusy, RetryPolicy, Session
+from app.models import UserDAO
+
+pytestmark = pytest.mark.live_db
+
+
+async def _create_user(database: Database, name: str, password_hash: str = "h") -> None:
+    await database.run(lambda s: UserDAO.create(s, name, password_hash))
+
+
+def _conflicting_append(database: Database, name: str, suffix: str, both_read: asyncio.Barrier):
+    """A unit of work that reads the row, waits until the other one has read it too (on the
+    first attempt only), then writes a value derived from what it read."""
+    attempts = 0
+
+    async def work(session: Session) -> int:
+        nonlocal attempts
+        attempts += 1
+        user = await UserDAO.get_by_name(session, name)
+        assert user is not None
+        if attempts == 1:
+            await both_read.wait()
+        await UserDAO.set_password_hash(session, user.id, user.password_hash + suffix)
+        return attempts
+
+    return work
+
+
+async def test_conflicting_transactions_are_retried_and_no_update_is_lost(
+    live_database: Database,
+) -> None:
+    await _create_user(live_database, "contended")
+    both_read = asyncio.Barrier(2)
+    retries_before = live_database.stats.retries
+
+    attempts = await asyncio.gather(
+        live_database.run(_conflicting_append(live_database, "contended", "a", both_read)),
+        live_database.run(_conflicting_append(live_database, "contended", "b", both_read)),
+    )
+
+    user = await live_database.run(lambda s: UserDAO.get_by_name(s, "contended"))
+    assert user is not None
+    assert sorted(user.password_hash) == sorted("hab")  # both appends landed
+    assert max(attempts) >= 2
+    assert live_database.stats.retries > retries_before
+
+
+async def test_exhausted_retries_raise_database_busy(live_database: Database) -> None:
+    await _create_user(live_database, "contended-once")
+    impatient = Database(live_database.settings, RetryPolicy(max_retries=0))
+    await impatient.start()
+    both_read = asyncio.Barrier(2)
+    try:
+        results = await asyncio.gather(
+            impatient.run(_conflicting_append(impatient, "contended-once", "a", both_read)),
+            impatient.run(_conflicting_append(impatient, "contended-once", "b", both_read)),
+            return_exceptions=True,
+        )
+    finally:
+        await impatient.stop()
+
+    assert sum(isinstance(r, DatabaseBusy) for r in results) == 1
+    assert impatient.stats.exhausted == 1
+
+
+async def test_an_error_rolls_back_the_whole_unit(live_database: Database) -> None:
+    async def create_then_fail(session: Session) -> None:
+        await UserDAO.create(session, "rolled-back", "h")
+        raise LookupError("abort")
+
+    with pytest.raises(LookupError):
+        await live_database.run(create_then_fail)
+
+    assert await live_database.run(lambda s: UserDAO.get_by_name(s, "rolled-back")) is None
