@@ -98,6 +98,11 @@ def _database(settings: Settings) -> Iterator[str]:
         os.environ["DATABASE_URL"] = url
         if settings.secret_key is None:
             os.environ["SECRET_KEY"] = embedded.development_secret_key(settings.data_dir)
+            log.warning(
+                "SECRET_KEY is not set: signing tokens with the development key of the "
+                "embedded database (set SECRET_KEY for anything but development)",
+                path=str(settings.data_dir / embedded.SECRET_KEY_FILE),
+            )
         yield url
 
 

@@ -96,8 +96,4 @@ def development_secret_key(data_dir: Path) -> str:
         pass
     finally:
         scratch.unlink(missing_ok=True)
-    log.warning(
-        "SECRET_KEY is not set: using a generated development key for the embedded database",
-        path=str(path),
-    )
     return path.read_text().strip()
