@@ -28,15 +28,25 @@ class APIError(Exception):
     """An error the client caused or must know about; `detail` is safe to show."""
 
     status: int = 400
-    detail: str = "bad request"
+    detail: str | list[dict[str, Any]] = "bad request"
     headers: Mapping[str, str] = MappingProxyType({})
 
     def __init__(self, detail: str | None = None, *, headers: Mapping[str, str] | None = None):
-        super().__init__(detail or self.detail)
+        super().__init__(detail or str(self.detail))
         if detail is not None:
             self.detail = detail
         if headers is not None:
             self.headers = headers
+
+
+class InvalidInput(APIError):
+    """A 422 for input quart-schema does not see (headers, cursors), in the same list shape."""
+
+    status = 422
+
+    def __init__(self, loc: list[str | int], msg: str, error_type: str) -> None:
+        super().__init__(msg)
+        self.detail = [{"loc": loc, "msg": msg, "type": error_type}]
 
 
 class Unauthorized(APIError):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from quart import Quart
 from quart_schema import QuartSchema
 
 from app.access_log import register_access_log
-from app.api import auth, health
+from app.api import auth, health, organizations, spaces, todos
 from app.api.context import BEARER_SCHEME
 from app.db import Database
 from app.errors import register_error_handlers
+from app.housekeeping import purge_expired_idempotency_keys
 from app.logs import configure_logging
 from app.models import Daos
 from app.settings import Settings
@@ -39,16 +43,25 @@ def create_app(
     )
     register_error_handlers(app)
     register_access_log(app)
-    for blueprint in (health.bp, auth.bp):
+    for blueprint in (health.bp, auth.bp, organizations.bp, spaces.bp, todos.bp):
         app.register_blueprint(blueprint)
 
     @app.before_serving
     async def _start() -> None:
         settings.signing_key()  # refuse to serve without a key rather than fail at first login
-        await app.extensions["database"].start()
+        database = app.extensions["database"]
+        await database.start()
+        app.extensions["housekeeping"] = asyncio.create_task(
+            purge_expired_idempotency_keys(database, app.extensions["daos"])
+        )
 
     @app.after_serving
     async def _stop() -> None:
+        housekeeping = app.extensions.pop("housekeeping", None)
+        if housekeeping is not None:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
         await app.extensions["database"].stop()
 
     return app

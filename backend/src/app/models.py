@@ -11,31 +11,44 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    ColumnElement,
     DateTime,
+    Exists,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    Row,
+    Select,
     String,
     Text,
+    UnaryExpression,
     UniqueConstraint,
+    and_,
     delete,
+    exists,
     func,
+    literal,
+    or_,
     select,
     text,
+    true,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, aliased, mapped_column
+
+from app.pagination import Keyset
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -135,25 +148,58 @@ class OrganizationDAO(BaseDAO):
         return (await session.execute(select(cls).where(cls.name == name))).scalar_one_or_none()
 
     @classmethod
+    async def get_visible(
+        cls, session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID
+    ) -> OrganizationWithRole | None:
+        """The organization with the caller's role in it; None unless the caller is a member."""
+        stmt = cls._with_roles(user_id).where(cls.id == organization_id)
+        row = (await session.execute(stmt)).one_or_none()
+        return OrganizationWithRole.from_row(row) if row is not None else None
+
+    @classmethod
     async def list_with_roles(
         cls, session: AsyncSession, user_id: uuid.UUID
     ) -> Sequence[OrganizationWithRole]:
         """The organizations `user_id` belongs to, with the role held in each, oldest first."""
-        stmt = (
-            select(cls.id, cls.name, MembershipDAO.role)
-            .join(MembershipDAO, MembershipDAO.organization_id == cls.id)
-            .where(MembershipDAO.user_id == user_id)
-            .order_by(cls.created_at, cls.id)
+        stmt = cls._with_roles(user_id).order_by(cls.created_at, cls.id)
+        return [OrganizationWithRole.from_row(row) for row in await session.execute(stmt)]
+
+    @classmethod
+    def _with_roles(cls, user_id: uuid.UUID) -> Select[tuple[uuid.UUID, str, datetime, str]]:
+        return select(cls.id, cls.name, cls.created_at, MembershipDAO.role).join(
+            MembershipDAO,
+            and_(MembershipDAO.organization_id == cls.id, MembershipDAO.user_id == user_id),
         )
-        rows = (await session.execute(stmt)).all()
-        return [OrganizationWithRole(id=row.id, name=row.name, role=Role(row.role)) for row in rows]
 
 
 @dataclass(frozen=True)
 class OrganizationWithRole:
     id: uuid.UUID
     name: str
+    created_at: datetime
     role: Role
+
+    @classmethod
+    def from_row(cls, row: Row[tuple[uuid.UUID, str, datetime, str]]) -> OrganizationWithRole:
+        return cls(id=row.id, name=row.name, created_at=row.created_at, role=Role(row.role))
+
+
+@dataclass(frozen=True)
+class NewMember:
+    organization_id: uuid.UUID
+    user_id: uuid.UUID
+    user_name: str
+    role: Role
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class MemberAddRefusal:
+    """Why adding a member did nothing: looked up only after the one-statement attempt failed."""
+
+    caller_role: Role | None
+    user_exists: bool
+    already_member: bool
 
 
 class MembershipDAO(BaseDAO):
@@ -186,6 +232,64 @@ class MembershipDAO(BaseDAO):
         return (await session.execute(stmt)).scalar_one_or_none() is not None
 
     @classmethod
+    async def add_by_owner(
+        cls,
+        session: AsyncSession,
+        organization_id: uuid.UUID,
+        owner_id: uuid.UUID,
+        user_name: str,
+        role: Role,
+    ) -> NewMember | None:
+        """Add the user called `user_name`, in one statement that also checks that `owner_id`
+        owns the organization. None when nothing was added (see `explain_refused_add`)."""
+        caller = aliased(cls)
+        chosen = select(
+            literal(organization_id, UUID(as_uuid=True)),
+            UserDAO.id,
+            literal(role.value, String),
+        ).where(
+            UserDAO.name == user_name,
+            exists().where(
+                caller.organization_id == organization_id,
+                caller.user_id == owner_id,
+                caller.role == Role.OWNER.value,
+            ),
+        )
+        stmt = (
+            insert(cls)
+            .from_select(["organization_id", "user_id", "role"], chosen)
+            .on_conflict_do_nothing(index_elements=[cls.organization_id, cls.user_id])
+            .returning(cls.user_id, cls.role, cls.created_at)
+        )
+        row = (await session.execute(stmt)).one_or_none()
+        if row is None:
+            return None
+        return NewMember(organization_id, row.user_id, user_name, Role(row.role), row.created_at)
+
+    @classmethod
+    async def explain_refused_add(
+        cls,
+        session: AsyncSession,
+        organization_id: uuid.UUID,
+        caller_id: uuid.UUID,
+        user_name: str,
+    ) -> MemberAddRefusal:
+        target = select(UserDAO.id).where(UserDAO.name == user_name).scalar_subquery()
+        stmt = select(
+            select(cls.role)
+            .where(cls.organization_id == organization_id, cls.user_id == caller_id)
+            .scalar_subquery(),
+            exists().where(UserDAO.name == user_name),
+            exists().where(cls.organization_id == organization_id, cls.user_id == target),
+        )
+        caller_role, user_exists, already_member = (await session.execute(stmt)).one()
+        return MemberAddRefusal(
+            caller_role=Role(caller_role) if caller_role is not None else None,
+            user_exists=bool(user_exists),
+            already_member=bool(already_member),
+        )
+
+    @classmethod
     async def role_of(
         cls, session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID
     ) -> Role | None:
@@ -194,6 +298,34 @@ class MembershipDAO(BaseDAO):
         )
         role = (await session.execute(stmt)).scalar_one_or_none()
         return Role(role) if role is not None else None
+
+
+def _membership_of(
+    user_id: uuid.UUID,
+    organization_id: ColumnElement[uuid.UUID] | InstrumentedAttribute[uuid.UUID],
+) -> Exists:
+    """EXISTS: `user_id` belongs to the organization (a column, so it correlates)."""
+    return exists().where(
+        MembershipDAO.organization_id == organization_id, MembershipDAO.user_id == user_id
+    )
+
+
+def _newest_first(
+    created_at: InstrumentedAttribute[datetime], row_id: InstrumentedAttribute[uuid.UUID]
+) -> tuple[UnaryExpression[datetime], UnaryExpression[uuid.UUID]]:
+    return created_at.desc(), row_id.desc()
+
+
+def _after(
+    created_at: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[uuid.UUID],
+    keyset: Keyset,
+) -> ColumnElement[bool]:
+    """Rows strictly older than the cursor in (created_at, id) order: an index range scan."""
+    return tuple_(created_at, row_id) < tuple_(
+        literal(keyset.created_at, DateTime(timezone=True)),
+        literal(keyset.id, UUID(as_uuid=True)),
+    )
 
 
 class SpaceDAO(BaseDAO):
@@ -211,6 +343,54 @@ class SpaceDAO(BaseDAO):
         return (await session.execute(stmt)).scalar_one()
 
     @classmethod
+    async def create_visible(
+        cls, session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID, name: str
+    ) -> SpaceDAO | None:
+        """Create a space if `user_id` is a member of the organization; None otherwise."""
+        organization = literal(organization_id, UUID(as_uuid=True))
+        chosen = select(organization, literal(name, String)).where(
+            _membership_of(user_id, organization)
+        )
+        stmt = insert(cls).from_select(["organization_id", "name"], chosen).returning(cls)
+        return (await session.execute(stmt)).scalar_one_or_none()
+
+    @classmethod
+    async def get_visible(
+        cls, session: AsyncSession, space_id: uuid.UUID, user_id: uuid.UUID
+    ) -> SpaceDAO | None:
+        stmt = select(cls).where(cls.id == space_id, _membership_of(user_id, cls.organization_id))
+        return (await session.execute(stmt)).scalar_one_or_none()
+
+    @classmethod
+    async def page_visible(
+        cls,
+        session: AsyncSession,
+        user_id: uuid.UUID,
+        *,
+        organization_id: uuid.UUID | None,
+        after: Keyset | None,
+        fetch: int,
+    ) -> list[SpaceDAO]:
+        """Up to `fetch` spaces the caller can see, newest first, after the cursor."""
+        stmt = (
+            select(cls)
+            .join(
+                MembershipDAO,
+                and_(
+                    MembershipDAO.organization_id == cls.organization_id,
+                    MembershipDAO.user_id == user_id,
+                ),
+            )
+            .order_by(*_newest_first(cls.created_at, cls.id))
+            .limit(fetch)
+        )
+        if organization_id is not None:
+            stmt = stmt.where(cls.organization_id == organization_id)
+        if after is not None:
+            stmt = stmt.where(_after(cls.created_at, cls.id, after))
+        return list((await session.execute(stmt)).scalars())
+
+    @classmethod
     async def get_by_name(
         cls, session: AsyncSession, organization_id: uuid.UUID, name: str
     ) -> SpaceDAO | None:
@@ -222,6 +402,15 @@ class SpaceDAO(BaseDAO):
             .limit(1)
         )
         return (await session.execute(stmt)).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class TodoAccess:
+    """What decides whether the caller may change a todo; read only when a change failed."""
+
+    version: int
+    author_id: uuid.UUID
+    caller_role: Role
 
 
 class TodoDAO(BaseDAO):
@@ -257,6 +446,7 @@ class TodoDAO(BaseDAO):
         content: str = "",
         done: bool = False,
     ) -> TodoDAO:
+        """Insert without a visibility check: for seeding, where the author is known."""
         stmt = (
             insert(cls)
             .values(space_id=space_id, user_id=user_id, title=title, content=content, done=done)
@@ -265,9 +455,240 @@ class TodoDAO(BaseDAO):
         return (await session.execute(stmt)).scalar_one()
 
     @classmethod
+    async def create_visible(
+        cls,
+        session: AsyncSession,
+        *,
+        space_id: uuid.UUID,
+        user_id: uuid.UUID,
+        title: str,
+        content: str,
+        done: bool,
+    ) -> TodoDAO | None:
+        """Insert a todo if the caller belongs to the space's organization; None otherwise."""
+        chosen = select(
+            SpaceDAO.id,
+            literal(user_id, UUID(as_uuid=True)),
+            literal(title, String),
+            literal(content, Text),
+            literal(done, Boolean),
+        ).where(SpaceDAO.id == space_id, _membership_of(user_id, SpaceDAO.organization_id))
+        stmt = (
+            insert(cls)
+            .from_select(["space_id", "user_id", "title", "content", "done"], chosen)
+            .returning(cls)
+        )
+        return (await session.execute(stmt)).scalar_one_or_none()
+
+    @classmethod
+    async def get_visible(
+        cls, session: AsyncSession, todo_id: uuid.UUID, user_id: uuid.UUID
+    ) -> TodoDAO | None:
+        stmt = (
+            select(cls)
+            .join(SpaceDAO, SpaceDAO.id == cls.space_id)
+            .where(cls.id == todo_id, _membership_of(user_id, SpaceDAO.organization_id))
+        )
+        return (await session.execute(stmt)).scalar_one_or_none()
+
+    @classmethod
+    async def page_visible(
+        cls,
+        session: AsyncSession,
+        user_id: uuid.UUID,
+        *,
+        space_id: uuid.UUID | None,
+        done: bool | None,
+        after: Keyset | None,
+        fetch: int,
+    ) -> list[TodoDAO]:
+        """Up to `fetch` todos the caller can see, newest first, after the cursor.
+
+        For each visible space (one, with `space_id`) a LATERAL subquery reads at most `fetch`
+        rows from that space's index, starting at the cursor; the outer query merges them.
+        The cost depends on the page size and the number of spaces, never on the table size.
+        """
+        spaces = select(SpaceDAO.id).where(_membership_of(user_id, SpaceDAO.organization_id))
+        if space_id is not None:
+            spaces = spaces.where(SpaceDAO.id == space_id)
+        visible = spaces.subquery("visible_spaces")
+        page = select(cls).where(cls.space_id == visible.c.id)
+        if done is not None:
+            page = page.where(cls.done == done)
+        if after is not None:
+            page = page.where(_after(cls.created_at, cls.id, after))
+        lateral_page = (
+            page.order_by(*_newest_first(cls.created_at, cls.id)).limit(fetch).lateral("page")
+        )
+        todo = aliased(cls, lateral_page)
+        stmt = (
+            select(todo)
+            .select_from(visible)
+            .join(lateral_page, true())
+            .order_by(todo.created_at.desc(), todo.id.desc())
+            .limit(fetch)
+        )
+        return list((await session.execute(stmt)).scalars())
+
+    @classmethod
+    def _changeable_by(cls, user_id: uuid.UUID) -> Exists:
+        """EXISTS: the caller is the author or an owner, and a member of the organization."""
+        return exists().where(
+            SpaceDAO.id == cls.space_id,
+            MembershipDAO.organization_id == SpaceDAO.organization_id,
+            MembershipDAO.user_id == user_id,
+            or_(cls.user_id == user_id, MembershipDAO.role == Role.OWNER.value),
+        )
+
+    @classmethod
+    async def update_permitted(
+        cls,
+        session: AsyncSession,
+        todo_id: uuid.UUID,
+        user_id: uuid.UUID,
+        changes: Mapping[str, object],
+        versions: Collection[int] | None = None,
+    ) -> TodoDAO | None:
+        """Apply `changes` and bump the version atomically, in one statement that also checks
+        the caller's right and the expected versions. None when nothing matched (see
+        `access_of` for why)."""
+        stmt = (
+            update(cls)
+            .where(cls.id == todo_id, cls._changeable_by(user_id))
+            .values(**changes, version=cls.version + 1, updated_at=func.now())
+            .returning(cls)
+            .execution_options(synchronize_session=False)
+        )
+        if versions is not None:
+            stmt = stmt.where(cls.version.in_(list(versions)))
+        return (await session.execute(stmt)).scalar_one_or_none()
+
+    @classmethod
+    async def delete_permitted(
+        cls,
+        session: AsyncSession,
+        todo_id: uuid.UUID,
+        user_id: uuid.UUID,
+        versions: Collection[int] | None = None,
+    ) -> bool:
+        stmt = (
+            delete(cls)
+            .where(cls.id == todo_id, cls._changeable_by(user_id))
+            .returning(cls.id)
+            .execution_options(synchronize_session=False)
+        )
+        if versions is not None:
+            stmt = stmt.where(cls.version.in_(list(versions)))
+        return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+    @classmethod
+    async def access_of(
+        cls, session: AsyncSession, todo_id: uuid.UUID, user_id: uuid.UUID
+    ) -> TodoAccess | None:
+        """The todo's version and author and the caller's role; None if the caller can't see it."""
+        stmt = (
+            select(cls.version, cls.user_id, MembershipDAO.role)
+            .join(SpaceDAO, SpaceDAO.id == cls.space_id)
+            .join(
+                MembershipDAO,
+                and_(
+                    MembershipDAO.organization_id == SpaceDAO.organization_id,
+                    MembershipDAO.user_id == user_id,
+                ),
+            )
+            .where(cls.id == todo_id)
+        )
+        row = (await session.execute(stmt)).one_or_none()
+        if row is None:
+            return None
+        return TodoAccess(version=row.version, author_id=row.user_id, caller_role=Role(row.role))
+
+    @classmethod
     async def count_in_space(cls, session: AsyncSession, space_id: uuid.UUID) -> int:
         stmt = select(func.count()).select_from(cls).where(cls.space_id == space_id)
         return (await session.execute(stmt)).scalar_one()
+
+
+class IdempotencyKeyDAO(BaseDAO):
+    """The first response to a POST carrying `Idempotency-Key`, replayed for retries of it.
+
+    The key row is claimed in the same transaction that creates the resource, so the two
+    commit together or not at all: a retry sees either nothing (and creates) or the stored
+    response (and replays it), never a half-done state.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key"), Index(None, "expires_at"))
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    key: Mapped[str] = mapped_column(String(255), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    response_headers: Mapped[str | None] = mapped_column(Text, nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    @classmethod
+    async def claim(
+        cls,
+        session: AsyncSession,
+        user_id: uuid.UUID,
+        key: str,
+        request_hash: str,
+        ttl: timedelta,
+    ) -> uuid.UUID | None:
+        """Take the key for this request (new, or expired and so free again); None if it is
+        held by an earlier request, whose response `find` then returns."""
+        new = insert(cls).values(
+            user_id=user_id, key=key, request_hash=request_hash, expires_at=func.now() + ttl
+        )
+        stmt = new.on_conflict_do_update(
+            index_elements=[cls.user_id, cls.key],
+            set_={
+                "request_hash": new.excluded.request_hash,
+                "status_code": None,
+                "response_body": None,
+                "response_headers": None,
+                "expires_at": new.excluded.expires_at,
+                "created_at": func.now(),
+                "updated_at": func.now(),
+            },
+            where=cls.expires_at <= func.now(),
+        ).returning(cls.id)
+        return (await session.execute(stmt)).scalar_one_or_none()
+
+    @classmethod
+    async def find(cls, session: AsyncSession, user_id: uuid.UUID, key: str) -> IdempotencyKeyDAO:
+        stmt = select(cls).where(cls.user_id == user_id, cls.key == key)
+        return (await session.execute(stmt)).scalar_one()
+
+    @classmethod
+    async def complete(
+        cls,
+        session: AsyncSession,
+        claim_id: uuid.UUID,
+        status_code: int,
+        response_body: str,
+        response_headers: str,
+    ) -> None:
+        await session.execute(
+            update(cls)
+            .where(cls.id == claim_id)
+            .values(
+                status_code=status_code,
+                response_body=response_body,
+                response_headers=response_headers,
+            )
+        )
+
+    @classmethod
+    async def purge_expired(cls, session: AsyncSession, batch: int = 1000) -> int:
+        """Delete up to `batch` expired keys; returns how many went."""
+        expired = select(cls.id).where(cls.expires_at <= func.now()).limit(batch)
+        stmt = delete(cls).where(cls.id.in_(expired)).returning(cls.id)
+        return len((await session.execute(stmt)).all())
 
 
 class SchemaDAO:
@@ -306,6 +727,7 @@ class Daos:
     memberships: type[MembershipDAO]
     spaces: type[SpaceDAO]
     todos: type[TodoDAO]
+    idempotency_keys: type[IdempotencyKeyDAO]
 
     @classmethod
     def real(cls) -> Daos:
@@ -315,4 +737,5 @@ class Daos:
             memberships=MembershipDAO,
             spaces=SpaceDAO,
             todos=TodoDAO,
+            idempotency_keys=IdempotencyKeyDAO,
         )

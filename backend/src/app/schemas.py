@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+
+from app.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
 
 UserName = Annotated[
     str, StringConstraints(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -64,6 +66,132 @@ class OrganizationRoleOut(ResponseModel):
 
 class MeOut(UserOut):
     organizations: list[OrganizationRoleOut]
+
+
+ResourceName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
+]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Content = Annotated[str, StringConstraints(max_length=10_000)]
+PageSize = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
+
+
+class OrganizationCreate(RequestModel):
+    name: ResourceName
+
+
+class OrganizationOut(ResponseModel):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    role: Literal["owner", "member"] = Field(description="the caller's role")
+
+
+class MemberAdd(RequestModel):
+    user_name: UserName
+    role: Literal["member", "owner"] = "member"
+
+
+class MemberOut(ResponseModel):
+    organization_id: uuid.UUID
+    user_id: uuid.UUID
+    user_name: str
+    role: Literal["owner", "member"]
+    created_at: datetime
+
+
+class SpaceCreate(RequestModel):
+    name: ResourceName
+    organization_id: uuid.UUID
+
+
+class SpaceOut(ResponseModel):
+    id: uuid.UUID
+    name: str
+    organization_id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+
+
+class SpaceListQuery(RequestModel):
+    organization_id: uuid.UUID | None = None
+    limit: PageSize = DEFAULT_PAGE_SIZE
+    cursor: Cursor | None = None
+
+
+class SpacePage(ResponseModel):
+    items: list[SpaceOut]
+    next_cursor: str | None
+
+
+class TodoCreate(RequestModel):
+    title: Title
+    content: Content = ""
+    space_id: uuid.UUID
+    done: StrictBool = False
+
+
+class TodoUpdate(RequestModel):
+    """Only the fields present change; at least one must be present, none may be null."""
+
+    title: Title | None = None
+    content: Content | None = None
+    done: StrictBool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _present_and_not_null(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if not data:
+                raise ValueError("give at least one of title, content, done")
+            nulls = [name for name, value in data.items() if value is None]
+            if nulls:
+                raise ValueError(f"null is not a value for {', '.join(sorted(nulls))}")
+        return data
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class TodoOut(ResponseModel):
+    id: uuid.UUID
+    title: str
+    content: str
+    done: bool
+    space_id: uuid.UUID
+    user_id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class TodoListQuery(RequestModel):
+    space_id: uuid.UUID | None = None
+    done: bool | None = None
+    limit: PageSize = DEFAULT_PAGE_SIZE
+    cursor: Cursor | None = None
+
+
+class TodoPage(ResponseModel):
+    items: list[TodoOut]
+    next_cursor: str | None
+
+
+class IdempotencyHeaders(RequestModel):
+    """Documented, not validated here: a retried POST with the same key replays the first
+    response (for 24 hours) instead of creating a duplicate."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    idempotency_key: str | None = Field(default=None, max_length=255)
+
+
+class IfMatchHeaders(RequestModel):
+    """Documented, not validated here: the version (ETag) the change expects; 412 if stale."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    if_match: str | None = None
 
 
 class HealthOut(ResponseModel):

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, ClassVar, cast
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, TypeVar, cast
 
 from app.db import Database, DatabaseUnavailable, UnitOfWork
 from app.migrate import head_revision
-from app.models import Daos, OrganizationWithRole, Role
+from app.models import (
+    Daos,
+    MemberAddRefusal,
+    NewMember,
+    OrganizationWithRole,
+    Role,
+    TodoAccess,
+)
+from app.pagination import Keyset
 from app.settings import Settings
 
 
@@ -29,6 +37,9 @@ class FakeRow:
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)
+
+
+RowT = TypeVar("RowT", bound=FakeRow)
 
 
 @dataclass
@@ -120,13 +131,31 @@ class FakeOrganizationDAO:
         return next((copy.copy(o) for o in cls.rows.values() if o.name == name), None)
 
     @classmethod
+    async def get_visible(
+        cls, session: Any, organization_id: uuid.UUID, user_id: uuid.UUID
+    ) -> OrganizationWithRole | None:
+        role = await FakeMembershipDAO.role_of(session, organization_id, user_id)
+        organization = cls.rows.get(organization_id)
+        if role is None or organization is None:
+            return None
+        return OrganizationWithRole(
+            id=organization.id,
+            name=organization.name,
+            created_at=organization.created_at,
+            role=role,
+        )
+
+    @classmethod
     async def list_with_roles(
         cls, session: Any, user_id: uuid.UUID
     ) -> Sequence[OrganizationWithRole]:
         memberships = [m for m in FakeMembershipDAO.rows.values() if m.user_id == user_id]
         found = [(cls.rows[m.organization_id], m.role) for m in memberships]
         found.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
-        return [OrganizationWithRole(id=o.id, name=o.name, role=Role(role)) for o, role in found]
+        return [
+            OrganizationWithRole(id=o.id, name=o.name, created_at=o.created_at, role=Role(role))
+            for o, role in found
+        ]
 
 
 class FakeMembershipDAO:
@@ -143,6 +172,39 @@ class FakeMembershipDAO:
         )
         cls.rows[membership.id] = membership
         return True
+
+    @classmethod
+    async def add_by_owner(
+        cls,
+        session: Any,
+        organization_id: uuid.UUID,
+        owner_id: uuid.UUID,
+        user_name: str,
+        role: Role,
+    ) -> NewMember | None:
+        if await cls.role_of(session, organization_id, owner_id) is not Role.OWNER:
+            return None
+        user = await FakeUserDAO.get_by_name(session, user_name)
+        if user is None or not await cls.add(session, organization_id, user.id, role):
+            return None
+        membership = next(
+            m
+            for m in cls.rows.values()
+            if m.organization_id == organization_id and m.user_id == user.id
+        )
+        return NewMember(organization_id, user.id, user.name, role, membership.created_at)
+
+    @classmethod
+    async def explain_refused_add(
+        cls, session: Any, organization_id: uuid.UUID, caller_id: uuid.UUID, user_name: str
+    ) -> MemberAddRefusal:
+        user = await FakeUserDAO.get_by_name(session, user_name)
+        return MemberAddRefusal(
+            caller_role=await cls.role_of(session, organization_id, caller_id),
+            user_exists=user is not None,
+            already_member=user is not None
+            and await cls.role_of(session, organization_id, user.id) is not None,
+        )
 
     @classmethod
     async def role_of(
@@ -162,6 +224,41 @@ class FakeSpaceDAO:
         space = FakeSpace(name=name, organization_id=organization_id)
         cls.rows[space.id] = space
         return copy.copy(space)
+
+    @classmethod
+    async def create_visible(
+        cls, session: Any, organization_id: uuid.UUID, user_id: uuid.UUID, name: str
+    ) -> FakeSpace | None:
+        if await FakeMembershipDAO.role_of(session, organization_id, user_id) is None:
+            return None
+        return await cls.create(session, organization_id, name)
+
+    @classmethod
+    async def get_visible(
+        cls, session: Any, space_id: uuid.UUID, user_id: uuid.UUID
+    ) -> FakeSpace | None:
+        space = cls.rows.get(space_id)
+        if space is None or not _is_member(space.organization_id, user_id):
+            return None
+        return copy.copy(space)
+
+    @classmethod
+    async def page_visible(
+        cls,
+        session: Any,
+        user_id: uuid.UUID,
+        *,
+        organization_id: uuid.UUID | None,
+        after: Keyset | None,
+        fetch: int,
+    ) -> list[FakeSpace]:
+        rows = [
+            s
+            for s in cls.rows.values()
+            if _is_member(s.organization_id, user_id)
+            and organization_id in (None, s.organization_id)
+        ]
+        return _page(rows, after, fetch)
 
     @classmethod
     async def get_by_name(
@@ -193,11 +290,197 @@ class FakeTodoDAO:
         return copy.copy(todo)
 
     @classmethod
+    async def create_visible(
+        cls,
+        session: Any,
+        *,
+        space_id: uuid.UUID,
+        user_id: uuid.UUID,
+        title: str,
+        content: str,
+        done: bool,
+    ) -> FakeTodo | None:
+        if await FakeSpaceDAO.get_visible(session, space_id, user_id) is None:
+            return None
+        return await cls.create(
+            session, space_id=space_id, user_id=user_id, title=title, content=content, done=done
+        )
+
+    @classmethod
+    async def get_visible(
+        cls, session: Any, todo_id: uuid.UUID, user_id: uuid.UUID
+    ) -> FakeTodo | None:
+        todo = cls.rows.get(todo_id)
+        if todo is None or await FakeSpaceDAO.get_visible(session, todo.space_id, user_id) is None:
+            return None
+        return copy.copy(todo)
+
+    @classmethod
+    async def page_visible(
+        cls,
+        session: Any,
+        user_id: uuid.UUID,
+        *,
+        space_id: uuid.UUID | None,
+        done: bool | None,
+        after: Keyset | None,
+        fetch: int,
+    ) -> list[FakeTodo]:
+        rows = [
+            t
+            for t in cls.rows.values()
+            if space_id in (None, t.space_id)
+            and done in (None, t.done)
+            and t.space_id in FakeSpaceDAO.rows
+            and _is_member(FakeSpaceDAO.rows[t.space_id].organization_id, user_id)
+        ]
+        return _page(rows, after, fetch)
+
+    @classmethod
+    async def access_of(
+        cls, session: Any, todo_id: uuid.UUID, user_id: uuid.UUID
+    ) -> TodoAccess | None:
+        todo = await cls.get_visible(session, todo_id, user_id)
+        if todo is None:
+            return None
+        organization_id = FakeSpaceDAO.rows[todo.space_id].organization_id
+        role = await FakeMembershipDAO.role_of(session, organization_id, user_id)
+        assert role is not None
+        return TodoAccess(version=todo.version, author_id=todo.user_id, caller_role=role)
+
+    @classmethod
+    async def _changeable(
+        cls, session: Any, todo_id: uuid.UUID, user_id: uuid.UUID, versions: Collection[int] | None
+    ) -> FakeTodo | None:
+        access = await cls.access_of(session, todo_id, user_id)
+        if access is None:
+            return None
+        if access.author_id != user_id and access.caller_role is not Role.OWNER:
+            return None
+        if versions is not None and access.version not in versions:
+            return None
+        return cls.rows[todo_id]
+
+    @classmethod
+    async def update_permitted(
+        cls,
+        session: Any,
+        todo_id: uuid.UUID,
+        user_id: uuid.UUID,
+        changes: Mapping[str, object],
+        versions: Collection[int] | None = None,
+    ) -> FakeTodo | None:
+        todo = await cls._changeable(session, todo_id, user_id, versions)
+        if todo is None:
+            return None
+        for name, value in changes.items():
+            setattr(todo, name, value)
+        todo.version += 1
+        todo.updated_at = _now()
+        return copy.copy(todo)
+
+    @classmethod
+    async def delete_permitted(
+        cls,
+        session: Any,
+        todo_id: uuid.UUID,
+        user_id: uuid.UUID,
+        versions: Collection[int] | None = None,
+    ) -> bool:
+        if await cls._changeable(session, todo_id, user_id, versions) is None:
+            return False
+        del cls.rows[todo_id]
+        return True
+
+    @classmethod
     async def count_in_space(cls, session: Any, space_id: uuid.UUID) -> int:
         return sum(1 for t in cls.rows.values() if t.space_id == space_id)
 
 
-FAKE_DAOS = (FakeUserDAO, FakeOrganizationDAO, FakeMembershipDAO, FakeSpaceDAO, FakeTodoDAO)
+@dataclass
+class FakeIdempotencyKey(FakeRow):
+    user_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    key: str = ""
+    request_hash: str = ""
+    status_code: int | None = None
+    response_body: str | None = None
+    response_headers: str | None = None
+    expires_at: datetime = field(default_factory=_now)
+
+
+class FakeIdempotencyKeyDAO:
+    rows: ClassVar[dict[uuid.UUID, FakeIdempotencyKey]] = {}
+
+    @classmethod
+    def _held(cls, user_id: uuid.UUID, key: str) -> FakeIdempotencyKey | None:
+        return next((r for r in cls.rows.values() if r.user_id == user_id and r.key == key), None)
+
+    @classmethod
+    async def claim(
+        cls, session: Any, user_id: uuid.UUID, key: str, request_hash: str, ttl: timedelta
+    ) -> uuid.UUID | None:
+        held = cls._held(user_id, key)
+        if held is not None:
+            if held.expires_at > _now():
+                return None
+            del cls.rows[held.id]
+        row = FakeIdempotencyKey(
+            user_id=user_id, key=key, request_hash=request_hash, expires_at=_now() + ttl
+        )
+        cls.rows[row.id] = row
+        return row.id
+
+    @classmethod
+    async def find(cls, session: Any, user_id: uuid.UUID, key: str) -> FakeIdempotencyKey:
+        held = cls._held(user_id, key)
+        assert held is not None
+        return copy.copy(held)
+
+    @classmethod
+    async def complete(
+        cls,
+        session: Any,
+        claim_id: uuid.UUID,
+        status_code: int,
+        response_body: str,
+        response_headers: str,
+    ) -> None:
+        row = cls.rows[claim_id]
+        row.status_code = status_code
+        row.response_body = response_body
+        row.response_headers = response_headers
+
+    @classmethod
+    async def purge_expired(cls, session: Any, batch: int = 1000) -> int:
+        expired = [k for k, r in cls.rows.items() if r.expires_at <= _now()][:batch]
+        for key in expired:
+            del cls.rows[key]
+        return len(expired)
+
+
+def _is_member(organization_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    return any(
+        m.organization_id == organization_id and m.user_id == user_id
+        for m in FakeMembershipDAO.rows.values()
+    )
+
+
+def _page(rows: list[RowT], after: Keyset | None, fetch: int) -> list[RowT]:
+    """Newest first by (created_at, id), strictly after the cursor, like the SQL keyset."""
+    if after is not None:
+        rows = [r for r in rows if (r.created_at, r.id) < (after.created_at, after.id)]
+    rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    return [copy.copy(r) for r in rows[:fetch]]
+
+
+FAKE_DAOS = (
+    FakeUserDAO,
+    FakeOrganizationDAO,
+    FakeMembershipDAO,
+    FakeSpaceDAO,
+    FakeTodoDAO,
+    FakeIdempotencyKeyDAO,
+)
 
 
 def fake_daos() -> Daos:
@@ -209,6 +492,7 @@ def fake_daos() -> Daos:
         memberships=cast(Any, FakeMembershipDAO),
         spaces=cast(Any, FakeSpaceDAO),
         todos=cast(Any, FakeTodoDAO),
+        idempotency_keys=cast(Any, FakeIdempotencyKeyDAO),
     )
 
 

@@ -13,14 +13,17 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from quart import current_app, g, request
 from quart_schema import security_scheme
+from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
 
 from app.db import Database, UnitOfWork
 from app.errors import Unauthorized
 from app.models import Daos
+from app.schemas import ErrorOut
 from app.security import InvalidToken, verify_token
 from app.settings import Settings
 
 P = ParamSpec("P")
+F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 T = TypeVar("T")
 
@@ -61,6 +64,22 @@ def requires_auth(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R
     return cast(
         Callable[P, Awaitable[R]], security_scheme([{BEARER_SCHEME: []}])(cast(Any, wrapper))
     )
+
+
+def document_errors(*statuses: int) -> Callable[[F], F]:
+    """List these error statuses, with the one error shape, in the route's OpenAPI entry.
+
+    Errors are rendered by the app's error handlers, so this only documents them.
+    """
+
+    def decorator(handler: F) -> F:
+        responses = getattr(handler, QUART_SCHEMA_RESPONSE_ATTRIBUTE, {})
+        for status in statuses:
+            responses.setdefault(status, (ErrorOut, None))
+        setattr(handler, QUART_SCHEMA_RESPONSE_ATTRIBUTE, responses)
+        return handler
+
+    return decorator
 
 
 def current_user_id() -> uuid.UUID:

@@ -1,0 +1,36 @@
+"""Versions as ETags, and `If-Match` as the versions a change expects.
+
+A todo's `version` grows by one with every change, so `"3"` names one state of it. A client
+sends back what it read (`If-Match: "3"`, or just `3` as API.md allows); a change made
+meanwhile turns the request into a 412 instead of silently overwriting it.
+"""
+
+from __future__ import annotations
+
+from app.errors import InvalidInput
+
+IF_MATCH = "If-Match"
+_MAX_DIGITS = 18
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def expected_versions(if_match: str | None) -> list[int] | None:
+    """The versions `If-Match` accepts; None when any version will do (absent, or `*`)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    versions = []
+    for part in if_match.split(","):
+        tag = part.strip().removeprefix("W/")
+        if len(tag) >= 2 and tag[0] == tag[-1] == '"':
+            tag = tag[1:-1]
+        if not (tag.isascii() and tag.isdigit() and len(tag) <= _MAX_DIGITS):
+            raise InvalidInput(
+                ["header", IF_MATCH],
+                "If-Match must be a todo version, as a number or as its ETag",
+                "if_match_invalid",
+            )
+        versions.append(int(tag))
+    return versions

@@ -1,0 +1,92 @@
+"""`Idempotency-Key` on POST: a retried request gets the first response, not a duplicate.
+
+The key is claimed in the same transaction that creates the resource and the response is
+stored there too, so both commit together or not at all. Two identical requests racing each
+other serialize on the key's unique index: the loser's transaction is retried (SQLSTATE
+40001) or sees the winner's row, and replays its response. Errors are not stored: a request
+that failed can be retried with the same key. Keys expire after IDEMPOTENCY_TTL_SECONDS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from quart import request
+
+from app.api.context import current_user_id, daos, settings, transaction
+from app.db import Session
+from app.errors import Conflict, InvalidInput
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+_SANE_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+@dataclass(frozen=True)
+class Created:
+    """A response as stored for replay: JSON-ready body, status and headers."""
+
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int = 201
+
+    def as_response(self) -> tuple[dict[str, Any], int, dict[str, str]]:
+        return self.body, self.status, self.headers
+
+
+async def create_once(work: Callable[[Session], Awaitable[Created]], body: BaseModel) -> Created:
+    """Run `work` in a transaction; with an Idempotency-Key, at most once per user and key."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return await transaction(work)
+    if not _SANE_KEY.match(key):
+        raise InvalidInput(
+            ["header", IDEMPOTENCY_KEY],
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            "idempotency_key_invalid",
+        )
+    user_id = current_user_id()
+    fingerprint = _fingerprint(body)
+    ttl = timedelta(seconds=settings().idempotency_ttl_seconds)
+
+    async def once(session: Session) -> Created:
+        keys = daos().idempotency_keys
+        claim = await keys.claim(session, user_id, key, fingerprint, ttl)
+        if claim is not None:
+            created = await work(session)
+            await keys.complete(
+                session,
+                claim,
+                created.status,
+                json.dumps(created.body),
+                json.dumps(created.headers),
+            )
+            return created
+        stored = await keys.find(session, user_id, key)
+        if stored.request_hash != fingerprint:
+            raise InvalidInput(
+                ["header", IDEMPOTENCY_KEY],
+                "this Idempotency-Key was already used for a different request",
+                "idempotency_key_reused",
+            )
+        if stored.status_code is None or stored.response_body is None:
+            raise Conflict("a request with this Idempotency-Key is still in progress")
+        headers = json.loads(stored.response_headers or "{}")
+        return Created(
+            json.loads(stored.response_body), {**headers, REPLAYED: "true"}, stored.status_code
+        )
+
+    return await transaction(once)
+
+
+def _fingerprint(body: BaseModel) -> str:
+    """Same route and same validated body (whatever its whitespace or key order) -> same hash."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).hexdigest()

@@ -1,0 +1,79 @@
+"""Spaces: the containers of todos inside an organization, visible to its members."""
+
+from __future__ import annotations
+
+import uuid
+
+from quart import Blueprint, url_for
+from quart_schema import (
+    document_headers,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
+
+from app.api.context import current_user_id, daos, document_errors, requires_auth, transaction
+from app.api.idempotency import Created, create_once
+from app.db import Session
+from app.errors import NotFound
+from app.pagination import next_cursor
+from app.schemas import IdempotencyHeaders, SpaceCreate, SpaceListQuery, SpaceOut, SpacePage
+
+bp = Blueprint("spaces", __name__)
+
+
+@bp.post("/spaces")
+@document_errors(401, 404, 422)
+@validate_response(SpaceOut, 201)
+@document_headers(IdempotencyHeaders)
+@requires_auth
+@validate_request(SpaceCreate)
+async def create_space(data: SpaceCreate) -> tuple[object, int, dict[str, str]]:
+    """Create a space in an organization the caller belongs to (404 otherwise)."""
+    user_id = current_user_id()
+
+    async def create(session: Session) -> Created:
+        space = await daos().spaces.create_visible(
+            session, data.organization_id, user_id, data.name
+        )
+        if space is None:
+            raise NotFound("organization")
+        location = url_for("spaces.get_space", space_id=space.id)
+        return Created(
+            SpaceOut.model_validate(space).model_dump(mode="json"), {"Location": location}
+        )
+
+    return (await create_once(create, data)).as_response()
+
+
+@bp.get("/spaces")
+@document_errors(401, 422)
+@validate_response(SpacePage, 200)
+@requires_auth
+@validate_querystring(SpaceListQuery)
+async def list_spaces(query_args: SpaceListQuery) -> SpacePage:
+    """The spaces the caller can see, newest first, a page at a time (keyset cursor)."""
+    user_id = current_user_id()
+    rows = await transaction(
+        lambda s: daos().spaces.page_visible(
+            s,
+            user_id,
+            organization_id=query_args.organization_id,
+            after=query_args.cursor,
+            fetch=query_args.limit + 1,
+        )
+    )
+    page, cursor = next_cursor(rows, query_args.limit)
+    return SpacePage(items=[SpaceOut.model_validate(space) for space in page], next_cursor=cursor)
+
+
+@bp.get("/spaces/<uuid:space_id>")
+@document_errors(401, 404)
+@validate_response(SpaceOut, 200)
+@requires_auth
+async def get_space(space_id: uuid.UUID) -> SpaceOut:
+    user_id = current_user_id()
+    space = await transaction(lambda s: daos().spaces.get_visible(s, space_id, user_id))
+    if space is None:
+        raise NotFound("space")
+    return SpaceOut.model_validate(space)

@@ -1,0 +1,154 @@
+"""Todos: members read every todo of their organization's spaces; authors and owners change.
+
+Each request is one statement on the happy path: visibility and the right to change are part
+of the INSERT, UPDATE or DELETE itself. Only when it matched nothing is a second query made to
+tell the caller why (404, 403 or 412).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from quart import Blueprint, request, url_for
+from quart_schema import (
+    document_headers,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
+
+from app.api.context import current_user_id, daos, document_errors, requires_auth, transaction
+from app.api.etags import IF_MATCH, etag, expected_versions
+from app.api.idempotency import Created, create_once
+from app.db import Session
+from app.errors import APIError, Forbidden, NotFound, PreconditionFailed
+from app.models import Role
+from app.pagination import next_cursor
+from app.schemas import (
+    IdempotencyHeaders,
+    IfMatchHeaders,
+    TodoCreate,
+    TodoListQuery,
+    TodoOut,
+    TodoPage,
+    TodoUpdate,
+)
+
+bp = Blueprint("todos", __name__)
+
+
+@bp.post("/todos")
+@document_errors(401, 404, 422)
+@validate_response(TodoOut, 201)
+@document_headers(IdempotencyHeaders)
+@requires_auth
+@validate_request(TodoCreate)
+async def create_todo(data: TodoCreate) -> tuple[object, int, dict[str, str]]:
+    """Create a todo in a space of an organization the caller belongs to (404 otherwise)."""
+    user_id = current_user_id()
+
+    async def create(session: Session) -> Created:
+        todo = await daos().todos.create_visible(
+            session,
+            space_id=data.space_id,
+            user_id=user_id,
+            title=data.title,
+            content=data.content,
+            done=data.done,
+        )
+        if todo is None:
+            raise NotFound("space")
+        headers = {
+            "Location": url_for("todos.get_todo", todo_id=todo.id),
+            "ETag": etag(todo.version),
+        }
+        return Created(TodoOut.model_validate(todo).model_dump(mode="json"), headers)
+
+    return (await create_once(create, data)).as_response()
+
+
+@bp.get("/todos")
+@document_errors(401, 422)
+@validate_response(TodoPage, 200)
+@requires_auth
+@validate_querystring(TodoListQuery)
+async def list_todos(query_args: TodoListQuery) -> TodoPage:
+    """The todos the caller can see, newest first, a page at a time (keyset cursor)."""
+    user_id = current_user_id()
+    rows = await transaction(
+        lambda s: daos().todos.page_visible(
+            s,
+            user_id,
+            space_id=query_args.space_id,
+            done=query_args.done,
+            after=query_args.cursor,
+            fetch=query_args.limit + 1,
+        )
+    )
+    page, cursor = next_cursor(rows, query_args.limit)
+    return TodoPage(items=[TodoOut.model_validate(todo) for todo in page], next_cursor=cursor)
+
+
+@bp.get("/todos/<uuid:todo_id>")
+@document_errors(401, 404)
+@validate_response(TodoOut, 200)
+@requires_auth
+async def get_todo(todo_id: uuid.UUID) -> tuple[TodoOut, int, dict[str, str]]:
+    user_id = current_user_id()
+    todo = await transaction(lambda s: daos().todos.get_visible(s, todo_id, user_id))
+    if todo is None:
+        raise NotFound("todo")
+    return TodoOut.model_validate(todo), 200, {"ETag": etag(todo.version)}
+
+
+@bp.patch("/todos/<uuid:todo_id>")
+@document_errors(401, 403, 404, 412, 422)
+@validate_response(TodoOut, 200)
+@document_headers(IfMatchHeaders)
+@requires_auth
+@validate_request(TodoUpdate)
+async def update_todo(todo_id: uuid.UUID, data: TodoUpdate) -> tuple[TodoOut, int, dict[str, str]]:
+    """Change some fields; the version grows by one. Authors and organization owners only."""
+    user_id = current_user_id()
+    versions = expected_versions(request.headers.get(IF_MATCH))
+
+    async def update(session: Session) -> TodoOut:
+        todos = daos().todos
+        todo = await todos.update_permitted(session, todo_id, user_id, data.changes(), versions)
+        if todo is None:
+            raise await _refusal(session, todo_id, user_id, versions)
+        return TodoOut.model_validate(todo)
+
+    todo = await transaction(update)
+    return todo, 200, {"ETag": etag(todo.version)}
+
+
+@bp.delete("/todos/<uuid:todo_id>")
+@document_errors(401, 403, 404, 412, 422)
+@document_headers(IfMatchHeaders)
+@requires_auth
+async def delete_todo(todo_id: uuid.UUID) -> tuple[str, int]:
+    """Delete a todo (204). Authors and organization owners only."""
+    user_id = current_user_id()
+    versions = expected_versions(request.headers.get(IF_MATCH))
+
+    async def delete(session: Session) -> None:
+        if not await daos().todos.delete_permitted(session, todo_id, user_id, versions):
+            raise await _refusal(session, todo_id, user_id, versions)
+
+    await transaction(delete)
+    return "", 204
+
+
+async def _refusal(
+    session: Session, todo_id: uuid.UUID, user_id: uuid.UUID, versions: list[int] | None
+) -> APIError:
+    """Why a change matched nothing: not visible (404), not allowed (403), or stale (412)."""
+    access = await daos().todos.access_of(session, todo_id, user_id)
+    if access is None:
+        return NotFound("todo")
+    if access.author_id != user_id and access.caller_role is not Role.OWNER:
+        return Forbidden("only the author or an organization owner can change this todo")
+    if versions is not None and access.version not in versions:
+        return PreconditionFailed()
+    return NotFound("todo")  # deleted between the change and this look: it is gone
