@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -21,6 +22,7 @@ import structlog
 from pydantic import ValidationError
 
 from app import embedded, migrate
+from app.db import Database, DatabaseUnavailable
 from app.logs import configure_logging
 from app.settings import SOURCE_DIR, ConfigError, Settings
 
@@ -39,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings)
     _exit_cleanly_on_sigterm()
+    if args.command == "wait-for-db":
+        return asyncio.run(_wait_for_database(settings, args.timeout))
     try:
         with _database(settings) as url:
             if args.command == "serve":
@@ -72,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-migrate", action="store_true", help="do not apply migrations before serving"
     )
+    wait = commands.add_parser(
+        "wait-for-db", help="wait until DATABASE_URL answers (exit 1 after --timeout seconds)"
+    )
+    wait.add_argument("--timeout", type=float, default=60.0)
     migrate_cmd = commands.add_parser("migrate", help="apply migrations (alembic upgrade)")
     migrate_cmd.add_argument("revision", nargs="?", default="head")
     seed = commands.add_parser("seed", help="create the demo data (idempotent)")
@@ -126,6 +134,31 @@ def _serve(args: argparse.Namespace, url: str, settings: Settings) -> int:
     for bind in config.bind:
         log.info("serving", url=f"http://{bind}{config.root_path}/", workers=config.workers)
     return run(config)
+
+
+async def _wait_for_database(settings: Settings, patience_seconds: float) -> int:
+    """Poll the database until it answers, for container entrypoints and orchestration."""
+    if settings.database_url is None:
+        log.info("DATABASE_URL is unset: the embedded database needs no waiting for")
+        return 0
+    database = Database.from_settings(settings)
+    await database.start()
+    deadline = time.monotonic() + patience_seconds
+    try:
+        while True:
+            try:
+                revision = await database.schema_revision()
+            except DatabaseUnavailable as error:
+                if time.monotonic() >= deadline:
+                    log.error("database still unreachable, giving up", waited=patience_seconds)
+                    return 1
+                log.info("waiting for the database", reason=str(error.__cause__ or error))
+                await asyncio.sleep(1)
+            else:
+                log.info("database is up", revision=revision)
+                return 0
+    finally:
+        await database.stop()
 
 
 def _exit_cleanly_on_sigterm() -> None:

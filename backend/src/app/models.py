@@ -712,10 +712,14 @@ class SchemaDAO:
         return (await session.execute(stmt)).scalar_one_or_none()
 
     @classmethod
-    async def truncate_app_tables(cls, session: AsyncSession) -> None:
-        """Empty every table of the app (not the migration state): test isolation only."""
-        tables = ", ".join(table.name for table in BaseDAO.metadata.sorted_tables)
-        await session.execute(text(f"TRUNCATE {tables} CASCADE"))
+    async def empty_app_tables(cls, session: AsyncSession) -> None:
+        """Delete every row of the app's tables (not the migration state): test isolation.
+
+        DELETE rather than TRUNCATE: CockroachDB treats TRUNCATE as a schema change, which
+        does not mix with the explicit transaction every unit of work runs in.
+        """
+        for table in reversed(BaseDAO.metadata.sorted_tables):
+            await session.execute(table.delete())
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,7 @@ async def live_database(live_settings: Settings) -> AsyncIterator[Database]:
     await database.start()
     yield database
     await database.start()  # the app stops it when it stops serving
-    await database.run(SchemaDAO.truncate_app_tables)
+    await database.run(SchemaDAO.empty_app_tables)
     await database.stop()
 
 

@@ -1,0 +1,114 @@
+"""backend/docker-entrypoint.sh run for real, against the embedded PostgreSQL.
+
+It is what the container runs, so it is exercised here outside any container: it must wait
+for the database within a bound, migrate when told to, serve, and stop on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.migrate import head_revision
+from tests.conftest import TEST_SECRET, create_database, free_port
+
+pytestmark = pytest.mark.live_db
+
+ENTRYPOINT = Path(__file__).resolve().parents[3] / "docker-entrypoint.sh"
+VENV_BIN = Path(sys.executable).parent
+
+
+def entrypoint_env(tmp_path: Path, **values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY"}}
+    env.update(
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        SECRET_KEY=TEST_SECRET,
+        DATA_DIR=str(tmp_path / "data"),
+        LOG_LEVEL="WARNING",
+        WORKERS="1",
+        **values,
+    )
+    return env
+
+
+def test_waits_migrates_serves_and_stops_on_sigterm(
+    tmp_path: Path, embedded_server_url: str
+) -> None:
+    url = create_database(embedded_server_url, "minor_illusion_entrypoint")
+    port = free_port()
+    log = tmp_path / "entrypoint.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            ["sh", str(ENTRYPOINT)],
+            env=entrypoint_env(tmp_path, DATABASE_URL=url, MIGRATE="true", PORT=str(port)),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        ready = _wait_for_ready(f"http://127.0.0.1:{port}", process, log)
+        assert ready == {"status": "ready", "revision": head_revision()}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_gives_up_on_an_unreachable_database_within_the_bound(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT), "serve"],
+        env=entrypoint_env(
+            tmp_path,
+            DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
+            DB_WAIT_SECONDS="2",
+            DB_CONNECT_TIMEOUT_SECONDS="1",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    assert "giving up" in result.stderr
+
+
+def test_one_shot_commands_run_and_exit(tmp_path: Path, embedded_server_url: str) -> None:
+    url = create_database(embedded_server_url, "minor_illusion_entrypoint_once")
+    env = entrypoint_env(tmp_path, DATABASE_URL=url, DEMO_PASSWORD="demo password 123")
+
+    migrated = subprocess.run(
+        ["sh", str(ENTRYPOINT), "migrate"], env=env, capture_output=True, text=True, check=False
+    )
+    seeded = subprocess.run(
+        ["sh", str(ENTRYPOINT), "seed"], env=env, capture_output=True, text=True, check=False
+    )
+
+    assert migrated.returncode == 0, migrated.stderr
+    assert seeded.returncode == 0, seeded.stderr
+    assert "demo password 123" in seeded.stdout
+
+
+def _wait_for_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> object:
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=base_url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"entrypoint exited early:\n{log.read_text()}")
+            try:
+                response = client.get("/readyz")
+                if response.status_code == 200:
+                    return response.json()
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    pytest.fail(f"not ready after 60 s:\n{log.read_text()}")
