@@ -7,6 +7,7 @@ and get the right driver on each side.
 
 from __future__ import annotations
 
+import ssl
 from typing import Literal
 
 from sqlalchemy.engine import URL, make_url
@@ -51,6 +52,34 @@ def _ssl_for(url: URL, driver: Driver) -> URL:
         )
     query["ssl" if driver == "asyncpg" else "sslmode"] = mode
     return url.set(query=query)
+
+
+_CERTIFICATE_FILES = ("sslrootcert", "sslcert", "sslkey")
+
+
+def asyncpg_ssl_context(url: URL) -> tuple[URL, dict[str, object]]:
+    """Turn libpq's certificate parameters into the SSLContext asyncpg takes instead.
+
+    libpq reads `sslrootcert`, `sslcert` and `sslkey` from the URL; asyncpg accepts none of
+    them, only `ssl=` a mode or a context. Returns the URL without them and the connect
+    arguments carrying the context (empty when the URL names no certificate file).
+    """
+    query = dict(url.query)
+    files = {name: str(query.pop(name)) for name in _CERTIFICATE_FILES if name in query}
+    mode = str(query.get("ssl", "prefer"))
+    if not files or mode == "disable":
+        return url.set(query=query), {}
+    try:
+        context = ssl.create_default_context(cafile=files.get("sslrootcert"))
+        if "sslcert" in files:
+            context.load_cert_chain(files["sslcert"], files.get("sslkey"))
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(f"DATABASE_URL certificate files cannot be used: {error}") from None
+    # libpq verifies the server's certificate against sslrootcert from `require` up, and its
+    # host name only with verify-full.
+    context.check_hostname = mode == "verify-full"
+    query.pop("ssl", None)
+    return url.set(query=query), {"ssl": context}
 
 
 def is_cockroachdb(url: URL) -> bool:

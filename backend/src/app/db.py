@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.database_url import normalise
+from app.database_url import asyncpg_ssl_context, normalise
 from app.models import SchemaDAO
 from app.settings import ConfigError, Settings
 
@@ -171,7 +171,7 @@ class Database:
 def create_engine(settings: Settings) -> AsyncEngine:
     """The one pooled engine of this process, with timeouts so an outage fails fast."""
     assert settings.database_url is not None
-    url = normalise(settings.database_url, "asyncpg")
+    url, tls = asyncpg_ssl_context(normalise(settings.database_url, "asyncpg"))
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
@@ -183,5 +183,6 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "timeout": settings.db_connect_timeout_seconds,
             "command_timeout": settings.db_statement_timeout_seconds,
             "server_settings": {"application_name": "minor-illusion"},
+            **tls,
         },
     )
