@@ -36,6 +36,7 @@ T = TypeVar("T")
 UnitOfWork: TypeAlias = Callable[[Session], Awaitable[T]]
 
 SERIALIZATION_FAILURE = "40001"
+DATA_EXCEPTION_CLASS = "22"
 
 # Connection exceptions (08), operator intervention such as shutdown or a cancelled statement
 # (57), and insufficient resources such as too many connections (53): the database cannot
@@ -47,6 +48,10 @@ log = structlog.get_logger(__name__)
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or refused to serve; clients get 503 and may retry."""
+
+
+class InvalidData(Exception):
+    """The database refused a value (SQLSTATE class 22, e.g. out of range): the client's input."""
 
 
 class DatabaseBusy(DatabaseUnavailable):
@@ -84,9 +89,9 @@ def is_unavailable(error: BaseException) -> bool:
 class RetryPolicy:
     """Capped exponential backoff with full jitter between re-runs of a failed transaction."""
 
-    max_retries: int = 8
+    max_retries: int = 30
     base_delay_seconds: float = 0.005
-    max_delay_seconds: float = 0.5
+    max_delay_seconds: float = 1.0
 
     def delay(self, attempt: int) -> float:
         ceiling = min(self.max_delay_seconds, self.base_delay_seconds * (2**attempt))
@@ -159,6 +164,8 @@ class Database:
                     continue
                 if is_unavailable(error):
                     raise DatabaseUnavailable(str(sqlstate_of(error))) from error
+                if (sqlstate_of(error) or "").startswith(DATA_EXCEPTION_CLASS):
+                    raise InvalidData(str(sqlstate_of(error))) from error
                 raise
             except (OSError, TimeoutError) as error:
                 raise DatabaseUnavailable(type(error).__name__) from error

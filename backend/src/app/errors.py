@@ -17,7 +17,7 @@ from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
-from app.db import DatabaseBusy, DatabaseUnavailable
+from app.db import DatabaseBusy, DatabaseUnavailable, InvalidData
 
 log = structlog.get_logger(__name__)
 
@@ -119,6 +119,14 @@ def register_error_handlers(app: Quart) -> None:
         return error_response(
             ServiceUnavailable.status, ServiceUnavailable.detail, ServiceUnavailable.headers
         )
+
+    @app.errorhandler(InvalidData)
+    async def _invalid_data(error: InvalidData) -> Response:
+        log.warning("database refused a value", sqlstate=str(error))
+        detail = [
+            {"loc": [], "msg": "a value is not accepted by the database", "type": "data_error"}
+        ]
+        return error_response(422, detail)
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:

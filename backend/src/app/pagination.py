@@ -12,12 +12,13 @@ import base64
 import binascii
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Protocol, TypeVar
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 DEFAULT_PAGE_SIZE = 50
+INVALID_CURSOR = "invalid cursor: pass back a next_cursor from a previous page"
 MAX_PAGE_SIZE = 100
 
 
@@ -37,20 +38,20 @@ class Keyset:
         try:
             padded = cursor + "=" * (-len(cursor) % 4)
             created_at, _, row_id = base64.urlsafe_b64decode(padded).decode().partition("|")
-            keyset = cls(datetime.fromisoformat(created_at), uuid.UUID(row_id))
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise ValueError(
-                "invalid cursor: pass back a next_cursor from a previous page"
-            ) from None
-        if keyset.created_at.tzinfo is None:
-            raise ValueError("invalid cursor: pass back a next_cursor from a previous page")
-        return keyset
+            moment = datetime.fromisoformat(created_at)
+            if moment.tzinfo is None:
+                raise ValueError("naive timestamp")
+            # In UTC, as the database compares it; a date that leaves the calendar this way
+            # (year 1 at +14:00) is no cursor we ever issued.
+            return cls(moment.astimezone(UTC), uuid.UUID(row_id))
+        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
+            raise ValueError(INVALID_CURSOR) from None
 
 
 def _decode(value: object) -> object:
     if isinstance(value, str):
         if len(value) > 200:
-            raise ValueError("invalid cursor: pass back a next_cursor from a previous page")
+            raise ValueError(INVALID_CURSOR)
         return Keyset.decode(value)
     return value
 

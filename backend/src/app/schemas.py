@@ -10,9 +10,27 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
 
 from app.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
+
+
+def _no_nul(value: str) -> str:
+    """PostgreSQL and CockroachDB text cannot hold U+0000, which JSON allows: refuse it here."""
+    if "\x00" in value:
+        raise ValueError("text must not contain the NUL character (U+0000)")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
 
 UserName = Annotated[
     str, StringConstraints(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -38,7 +56,7 @@ class RegisterRequest(RequestModel):
 class LoginRequest(RequestModel):
     """JSON, or the OAuth2 password flow's form fields (`grant_type`, `scope` are accepted)."""
 
-    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul]
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     grant_type: Literal["password"] | None = None
     scope: str | None = Field(default=None, max_length=1024)

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from app.db import Database, DatabaseBusy, RetryPolicy, Session
+from app.db import Database, DatabaseBusy, InvalidData, RetryPolicy, Session
 from app.models import UserDAO
 
 pytestmark = pytest.mark.live_db
@@ -84,3 +84,11 @@ async def test_an_error_rolls_back_the_whole_unit(live_database: Database) -> No
         await live_database.run(create_then_fail)
 
     assert await live_database.run(lambda s: UserDAO.get_by_name(s, "rolled-back")) is None
+
+
+async def test_a_value_the_database_refuses_is_invalid_data_not_a_crash(
+    live_database: Database,
+) -> None:
+    """SQLSTATE class 22 (here 22021, NUL in text) is the client's input: InvalidData, a 422."""
+    with pytest.raises(InvalidData):
+        await live_database.run(lambda s: UserDAO.create(s, "nul\x00name", "h"))
