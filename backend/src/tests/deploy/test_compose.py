@@ -20,13 +20,26 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 NODES = ("roach1", "roach2", "roach3")
 
 
+def compose_command() -> list[str] | None:
+    """`docker-compose` (v1, Debian's package), else the `docker compose` plugin (v2)."""
+    if binary := shutil.which("docker-compose"):
+        return [binary]
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    ):
+        return [docker, "compose"]
+    return None
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        pytest.skip("docker-compose is not installed (Debian package docker-compose)")
+    command = compose_command()
+    if command is None:
+        pytest.skip("neither docker-compose (Debian package) nor `docker compose` is installed")
     result = subprocess.run(
-        [binary, "-f", str(COMPOSE_FILE), "config"],
+        [*command, "-f", str(COMPOSE_FILE), "config"],
         capture_output=True,
         text=True,
         check=False,
