@@ -16,6 +16,7 @@ from app.errors import register_error_handlers
 from app.housekeeping import purge_expired_idempotency_keys
 from app.logs import configure_logging
 from app.models import Daos
+from app.openapi import Provider
 from app.settings import Settings
 
 
@@ -38,6 +39,7 @@ def create_app(
         security_schemes={
             BEARER_SCHEME: {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}
         },
+        openapi_provider_class=Provider,
         redoc_ui_path=None,
         scalar_ui_path=None,
     )

@@ -87,10 +87,10 @@ class MeOut(UserOut):
 
 
 ResourceName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
 ]
-Title = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Content = Annotated[str, StringConstraints(max_length=10_000)]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul]
+Content = Annotated[str, StringConstraints(max_length=10_000), NoNul]
 PageSize = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
 
 
@@ -219,6 +219,10 @@ class HealthOut(ResponseModel):
 class ReadyOut(ResponseModel):
     status: Literal["ready"] = "ready"
     revision: str
+
+
+class NoContent(ResponseModel):
+    """Marks a documented response without a body (204); see app.openapi."""
 
 
 class ErrorItem(ResponseModel):

@@ -18,7 +18,7 @@ from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
 from app.db import Database, UnitOfWork
 from app.errors import Unauthorized
 from app.models import Daos
-from app.schemas import ErrorOut
+from app.schemas import ErrorOut, NoContent
 from app.security import InvalidToken, verify_token
 from app.settings import Settings
 
@@ -80,6 +80,14 @@ def document_errors(*statuses: int) -> Callable[[F], F]:
         return handler
 
     return decorator
+
+
+def documents_no_content(handler: F) -> F:
+    """Document a 204 without a body for the route (rendered by app.openapi.Provider)."""
+    responses = getattr(handler, QUART_SCHEMA_RESPONSE_ATTRIBUTE, {})
+    responses[204] = (NoContent, None)
+    setattr(handler, QUART_SCHEMA_RESPONSE_ATTRIBUTE, responses)
+    return handler
 
 
 def current_user_id() -> uuid.UUID:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from app.errors import InvalidInput
 
 IF_MATCH = "If-Match"
-_MAX_DIGITS = 18
+MAX_VERSION = 2**31 - 1
+"""The version column is a 32-bit integer: a larger tag names no state a todo can be in."""
 
 
 def etag(version: int) -> str:
@@ -26,11 +27,12 @@ def expected_versions(if_match: str | None) -> list[int] | None:
         tag = part.strip().removeprefix("W/")
         if len(tag) >= 2 and tag[0] == tag[-1] == '"':
             tag = tag[1:-1]
-        if not (tag.isascii() and tag.isdigit() and len(tag) <= _MAX_DIGITS):
+        if not (tag.isascii() and tag.isdigit()):
             raise InvalidInput(
                 ["header", IF_MATCH],
                 "If-Match must be a todo version, as a number or as its ETag",
                 "if_match_invalid",
             )
-        versions.append(int(tag))
+        if len(tag) <= len(str(MAX_VERSION)) and int(tag) <= MAX_VERSION:
+            versions.append(int(tag))  # larger ones can never match: a 412, as any stale tag
     return versions

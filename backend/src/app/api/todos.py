@@ -17,7 +17,14 @@ from quart_schema import (
     validate_response,
 )
 
-from app.api.context import current_user_id, daos, document_errors, requires_auth, transaction
+from app.api.context import (
+    current_user_id,
+    daos,
+    document_errors,
+    documents_no_content,
+    requires_auth,
+    transaction,
+)
 from app.api.etags import IF_MATCH, etag, expected_versions
 from app.api.idempotency import Created, create_once
 from app.db import Session
@@ -125,6 +132,7 @@ async def update_todo(todo_id: uuid.UUID, data: TodoUpdate) -> tuple[TodoOut, in
 
 @bp.delete("/todos/<uuid:todo_id>")
 @document_errors(401, 403, 404, 412, 422)
+@documents_no_content
 @document_headers(IfMatchHeaders)
 @requires_auth
 async def delete_todo(todo_id: uuid.UUID) -> tuple[str, int]:
