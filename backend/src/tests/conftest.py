@@ -8,7 +8,10 @@
    `alembic upgrade head`, so the migrations are what the tests exercise.
 4. Live: the app on the real database and its test client; every app table is emptied after
    each test, so no test sees another's rows.
-5. Helpers: register and log in through the API, as a client would.
+5. Helpers: register and log in through the API, as a client would. For live tests: users with
+   a token made directly on the database (`new_caller`), the `team` fixture (an organization
+   with its owner, a member, a stranger and a space), and todos made through the API and read
+   back as stored.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,8 @@ from app import embedded, migrate
 from app.database_url import normalise
 from app.db import Database
 from app.main import create_app
-from app.models import SchemaDAO
+from app.models import Daos, SchemaDAO, TodoDAO
+from app.security import issue_token
 from app.settings import Settings
 from tests import fakes
 
@@ -252,6 +257,85 @@ async def auth_headers(client: Client, name: str | None = None) -> dict[str, str
     name = name or unique_name()
     await register(client, name)
     return {"Authorization": f"Bearer {await login(client, name)}"}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A user with a valid token: what a live test needs to act as them."""
+
+    id: uuid.UUID
+    name: str
+    headers: dict[str, str]
+
+    def with_key(self, key: str) -> dict[str, str]:
+        """The caller's headers with an `Idempotency-Key`."""
+        return {**self.headers, "Idempotency-Key": key}
+
+
+async def new_caller(database: Database, daos: Daos | None = None) -> Caller:
+    """A user with a valid token. Made directly rather than through register and login: those
+    are covered by the auth tests, and two argon2 hashes per user (one to register, one to
+    log in) would dominate the run. Works on the fakes too (pass their DAO set)."""
+    name = unique_name()
+    users = (daos or Daos.real()).users
+    user = await database.run(lambda s: users.create(s, name, "unused-password-hash"))
+    assert user is not None
+    token = issue_token(user.id, database.settings.signing_key(), 900)
+    return Caller(user.id, name, {"Authorization": f"Bearer {token}"})
+
+
+@dataclass(frozen=True)
+class Team:
+    """An organization with one space: its owner, a plain member, and a stranger."""
+
+    owner: Caller
+    member: Caller
+    stranger: Caller
+    organization_id: str
+    space_id: str
+
+
+@pytest.fixture
+async def team(live_client: Client, live_database: Database) -> Team:
+    """A `Team`, built through the API by its owner."""
+    owner, member, stranger = [await new_caller(live_database) for _ in range(3)]
+    response = await live_client.post(
+        "/organizations", json={"name": unique_name("org")}, headers=owner.headers
+    )
+    assert response.status_code == 201
+    organization_id = (await response.get_json())["id"]
+    response = await live_client.post(
+        f"/organizations/{organization_id}/members",
+        json={"user_name": member.name, "role": "member"},
+        headers=owner.headers,
+    )
+    assert response.status_code == 201
+    response = await live_client.post(
+        "/spaces",
+        json={"name": "inbox", "organization_id": organization_id},
+        headers=owner.headers,
+    )
+    assert response.status_code == 201
+    return Team(owner, member, stranger, organization_id, (await response.get_json())["id"])
+
+
+async def create_todo(client: Client, caller: Caller, space_id: str, **fields: Any) -> Any:
+    """Create a todo through the API (title "write tests" unless given) and return its JSON."""
+    body = {"title": "write tests", "space_id": space_id, **fields}
+    response = await client.post("/todos", json=body, headers=caller.headers)
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    return await response.get_json()
+
+
+async def stored_todo(database: Database, todo_id: str) -> TodoDAO | None:
+    """The persisted row, read without any visibility rule."""
+    return await database.run(lambda s: s.get(TodoDAO, uuid.UUID(todo_id)))
+
+
+async def todo_count(database: Database, space_id: str | uuid.UUID) -> int:
+    """How many todos the space holds, counted without any visibility rule."""
+    space = uuid.UUID(str(space_id))
+    return await database.run(lambda s: TodoDAO.count_in_space(s, space))
 
 
 @contextlib.contextmanager

@@ -310,7 +310,7 @@ async def test_the_same_key_from_another_user_is_independent(client: QuartClient
     members_body = await assert_created(members)
     assert REPLAYED not in members.headers
     assert members_body["id"] != owners["id"]
-    assert (owners["user_id"], members_body["user_id"]) == (workspace.owner.id, member.id)
+    assert (owners["user_id"], members_body["user_id"]) == (str(workspace.owner.id), str(member.id))
     scene = Scene(workspace=workspace, newcomer=None)
     assert await _count_todos(client, scene, body) == 2
 
@@ -328,7 +328,7 @@ async def test_a_failed_attempt_is_not_remembered(client: QuartClient) -> None:
     assert refused.status_code == 404
     created = await assert_created(retried)
     assert REPLAYED not in retried.headers
-    assert created["user_id"] == latecomer.id
+    assert created["user_id"] == str(latecomer.id)
     assert replayed.headers.get(REPLAYED) == "true"
     assert (await replayed.get_json())["id"] == created["id"]
     assert len(fakes.FakeTodoDAO.rows) == 1

@@ -71,7 +71,7 @@ async def test_create_organization_makes_the_caller_its_owner(client: QuartClien
     uuid.UUID(body["id"])
     assert datetime.fromisoformat(body["created_at"]).utcoffset() is not None
     assert response.headers.get("Location") == f"/organizations/{body['id']}"
-    assert _memberships_of(body["id"]) == {uuid.UUID(caller.id): "owner"}
+    assert _memberships_of(body["id"]) == {caller.id: "owner"}
 
     fetched = await client.get(response.headers["Location"], headers=caller.headers)
     assert fetched.status_code == 200
@@ -243,13 +243,13 @@ async def test_owner_adds_a_member(client: QuartClient) -> None:
     body = await assert_created(response)
     assert set(body) == MEMBER_FIELDS
     assert body["organization_id"] == organization["id"]
-    assert body["user_id"] == member.id
+    assert body["user_id"] == str(member.id)
     assert body["user_name"] == member.name
     assert body["role"] == "member"
     assert datetime.fromisoformat(body["created_at"]).utcoffset() is not None
     assert _memberships_of(organization["id"]) == {
-        uuid.UUID(owner.id): "owner",
-        uuid.UUID(member.id): "member",
+        owner.id: "owner",
+        member.id: "member",
     }
 
 
@@ -269,8 +269,8 @@ async def test_the_default_role_is_member_and_members_cannot_add_members(
     assert isinstance(await assert_error(by_member, 403), str)
     assert isinstance(await assert_error(self_promotion, 403), str)
     assert _memberships_of(organization["id"]) == {
-        uuid.UUID(owner.id): "owner",
-        uuid.UUID(member.id): "member",
+        owner.id: "owner",
+        member.id: "member",
     }
 
 
@@ -284,7 +284,7 @@ async def test_owner_adds_another_owner_who_can_then_add_members(client: QuartCl
     )
 
     assert added["role"] == "owner"
-    assert (await assert_created(by_co_owner))["user_id"] == member.id
+    assert (await assert_created(by_co_owner))["user_id"] == str(member.id)
     assert [o["role"] for o in await _organizations(client, co_owner)] == ["owner"]
 
 
@@ -303,7 +303,7 @@ async def test_adding_a_member_as_a_non_member_is_the_same_404_as_a_random_organ
     for response in (hidden, missing, self_invite):
         await assert_error(response, 404)
     assert await hidden.get_json() == await missing.get_json()
-    assert _memberships_of(organization["id"]) == {uuid.UUID(owner.id): "owner"}
+    assert _memberships_of(organization["id"]) == {owner.id: "owner"}
 
 
 async def test_adding_an_unknown_user_is_404(client: QuartClient) -> None:
@@ -315,7 +315,7 @@ async def test_adding_an_unknown_user_is_404(client: QuartClient) -> None:
     )
 
     assert isinstance(await assert_error(response, 404), str)
-    assert _memberships_of(organization["id"]) == {uuid.UUID(owner.id): "owner"}
+    assert _memberships_of(organization["id"]) == {owner.id: "owner"}
 
 
 async def test_adding_an_existing_member_is_409_and_keeps_the_role(client: QuartClient) -> None:
@@ -333,8 +333,8 @@ async def test_adding_an_existing_member_is_409_and_keeps_the_role(client: Quart
     assert isinstance(await assert_error(again, 409), str)
     assert isinstance(await assert_error(owner_again, 409), str)
     assert _memberships_of(organization["id"]) == {
-        uuid.UUID(owner.id): "owner",
-        uuid.UUID(member.id): "member",
+        owner.id: "owner",
+        member.id: "member",
     }
 
 
@@ -368,7 +368,7 @@ async def test_adding_a_member_refuses_an_invalid_body(
 
         detail = await assert_validation_error(response)
         assert [item["loc"] for item in detail] == [["user_name"]]
-    assert _memberships_of(organization["id"]) == {uuid.UUID(owner.id): "owner"}
+    assert _memberships_of(organization["id"]) == {owner.id: "owner"}
 
 
 async def test_an_added_member_sees_the_organization_and_its_spaces(

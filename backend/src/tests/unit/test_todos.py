@@ -136,7 +136,7 @@ async def test_create_todo_with_location_etag_and_defaults(client: QuartClient) 
     assert body["done"] is False
     assert body["version"] == 1
     assert body["space_id"] == workspace.space["id"]
-    assert body["user_id"] == owner.id
+    assert body["user_id"] == str(owner.id)
     uuid.UUID(body["id"])
     for stamp in ("created_at", "updated_at"):
         assert datetime.fromisoformat(body[stamp]).utcoffset() is not None
@@ -168,7 +168,7 @@ async def test_create_todo_as_a_member_who_is_not_the_owner(
 ) -> None:
     body = await create_todo(client, team.member, team.space_id)
 
-    assert body["user_id"] == team.member.id
+    assert body["user_id"] == str(team.member.id)
     assert _ids((await _todos(client, team.owner))["items"]) == [body["id"]]
 
 
@@ -308,7 +308,7 @@ async def test_owner_patches_a_members_todo(team: Team, client: QuartClient) -> 
     assert response.status_code == 200, await response.get_data(as_text=True)
     body = await response.get_json()
     assert body["done"] is True
-    assert body["user_id"] == team.member.id
+    assert body["user_id"] == str(team.member.id)
     assert body["version"] == 2
 
 
