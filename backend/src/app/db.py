@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.database_url import asyncpg_ssl_context, normalise
+from app.database_url import asyncpg_ssl_context, is_cockroachdb, normalise
 from app.models import SchemaDAO
 from app.settings import ConfigError, Settings
 
@@ -115,6 +115,7 @@ class Database:
     stats: RetryStats = field(default_factory=RetryStats)
     _engine: AsyncEngine | None = None
     _sessions: async_sessionmaker[AsyncSession] | None = None
+    _autocommit_sessions: async_sessionmaker[AsyncSession] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -136,21 +137,33 @@ class Database:
             )
         self._engine = create_engine(self.settings)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        self._autocommit_sessions = async_sessionmaker(
+            self._engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     async def stop(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
         self._engine = None
         self._sessions = None
+        self._autocommit_sessions = None
 
-    async def run(self, work: UnitOfWork[T]) -> T:
-        """Run `work` in one transaction: commit on success, roll back on error, retry on 40001."""
-        if self._sessions is None:
+    async def run(self, work: UnitOfWork[T], *, autocommit: bool = False) -> T:
+        """Run `work` in one transaction: commit on success, roll back on error, retry on 40001.
+
+        With `autocommit`, each statement is its own (implicit) transaction: no BEGIN and
+        COMMIT round trips. That is for units whose correctness rests on single statements,
+        such as one SELECT, or one UPDATE that checks and changes a row at once. Implicit
+        transactions run at the same isolation level, and are retried the same way;
+        CockroachDB can even retry them on the server.
+        """
+        sessions = self._autocommit_sessions if autocommit else self._sessions
+        if sessions is None:
             raise RuntimeError("the database engine is not started (Database.start)")
         attempt = 0
         while True:
             try:
-                async with self._sessions() as session, session.begin():
+                async with sessions() as session, session.begin():
                     return await work(session)
             except DBAPIError as error:
                 if sqlstate_of(error) == SERIALIZATION_FAILURE:
@@ -172,24 +185,32 @@ class Database:
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at; raises DatabaseUnavailable when unreachable."""
-        return await self.run(SchemaDAO.current_revision)
+        return await self.run(SchemaDAO.current_revision, autocommit=True)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """The one pooled engine of this process, with timeouts so an outage fails fast."""
     assert settings.database_url is not None
     url, tls = asyncpg_ssl_context(normalise(settings.database_url, "asyncpg"))
+    server_settings = {"application_name": "minor-illusion"}
+    if not is_cockroachdb(url):
+        # Statements outside BEGIN (autocommit units) run at the configured level too, so
+        # PostgreSQL behaves as CockroachDB, which is SERIALIZABLE throughout.
+        server_settings["default_transaction_isolation"] = settings.db_isolation_level.lower()
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_connect_timeout_seconds,
-        pool_pre_ping=True,
+        # Off by default: a ping costs a round trip on every checkout. A connection that died
+        # (database restarted) fails its request with 503 once, and SQLAlchemy then discards
+        # every connection opened before the failure, so the pool heals by itself.
+        pool_pre_ping=settings.db_pool_pre_ping,
         isolation_level=settings.db_isolation_level,
         connect_args={
             "timeout": settings.db_connect_timeout_seconds,
             "command_timeout": settings.db_statement_timeout_seconds,
-            "server_settings": {"application_name": "minor-illusion"},
+            "server_settings": server_settings,
             **tls,
         },
     )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import cast
 
 from quart import Quart
 from quart_schema import QuartSchema
+from quart_schema.typing import PydanticDumpOptions
 
 from app.access_log import register_access_log
 from app.api import auth, health, organizations, spaces, todos
@@ -40,6 +42,9 @@ def create_app(
             BEARER_SCHEME: {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}
         },
         openapi_provider_class=Provider,
+        # Models become JSON-ready values in pydantic's Rust serializer, so the JSON encoder
+        # never calls back into Python for a UUID or a datetime.
+        pydantic_dump_options=cast(PydanticDumpOptions, {"mode": "json"}),
         redoc_ui_path=None,
         scalar_ui_path=None,
     )

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar, TypeAlias, cast
 
 from sqlalchemy import (
+    BindParameter,
     Boolean,
     CheckConstraint,
     ColumnElement,
     DateTime,
+    Executable,
     Exists,
     ForeignKey,
     Index,
@@ -29,10 +31,12 @@ from sqlalchemy import (
     Row,
     Select,
     String,
+    Table,
     Text,
     UnaryExpression,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -301,7 +305,7 @@ class MembershipDAO(BaseDAO):
 
 
 def _membership_of(
-    user_id: uuid.UUID,
+    user_id: uuid.UUID | BindParameter[uuid.UUID],
     organization_id: ColumnElement[uuid.UUID] | InstrumentedAttribute[uuid.UUID],
 ) -> Exists:
     """EXISTS: `user_id` belongs to the organization (a column, so it correlates)."""
@@ -454,6 +458,11 @@ class TodoDAO(BaseDAO):
         )
         return (await session.execute(stmt)).scalar_one()
 
+    # The hot paths below run statements built once per shape, with bind parameters, and
+    # read plain rows instead of ORM objects: per request, SQLAlchemy then only looks up its
+    # compiled form, and nothing is constructed or tracked for the identity map. Parameter
+    # names never equal a column name: in an INSERT or UPDATE those are reserved for values.
+
     @classmethod
     async def create_visible(
         cls,
@@ -464,32 +473,23 @@ class TodoDAO(BaseDAO):
         title: str,
         content: str,
         done: bool,
-    ) -> TodoDAO | None:
+    ) -> TodoRow | None:
         """Insert a todo if the caller belongs to the space's organization; None otherwise."""
-        chosen = select(
-            SpaceDAO.id,
-            literal(user_id, UUID(as_uuid=True)),
-            literal(title, String),
-            literal(content, Text),
-            literal(done, Boolean),
-        ).where(SpaceDAO.id == space_id, _membership_of(user_id, SpaceDAO.organization_id))
-        stmt = (
-            insert(cls)
-            .from_select(["space_id", "user_id", "title", "content", "done"], chosen)
-            .returning(cls)
-        )
-        return (await session.execute(stmt)).scalar_one_or_none()
+        params = {
+            "in_space_id": space_id,
+            "caller_id": user_id,
+            "new_title": title,
+            "new_content": content,
+            "new_done": done,
+        }
+        return await _one_or_none(session, _todo_statements.create(), params)
 
     @classmethod
     async def get_visible(
         cls, session: AsyncSession, todo_id: uuid.UUID, user_id: uuid.UUID
-    ) -> TodoDAO | None:
-        stmt = (
-            select(cls)
-            .join(SpaceDAO, SpaceDAO.id == cls.space_id)
-            .where(cls.id == todo_id, _membership_of(user_id, SpaceDAO.organization_id))
-        )
-        return (await session.execute(stmt)).scalar_one_or_none()
+    ) -> TodoRow | None:
+        params = {"todo_id": todo_id, "caller_id": user_id}
+        return await _one_or_none(session, _todo_statements.get(), params)
 
     @classmethod
     async def page_visible(
@@ -501,44 +501,24 @@ class TodoDAO(BaseDAO):
         done: bool | None,
         after: Keyset | None,
         fetch: int,
-    ) -> list[TodoDAO]:
+    ) -> list[TodoRow]:
         """Up to `fetch` todos the caller can see, newest first, after the cursor.
 
         For each visible space (one, with `space_id`) a LATERAL subquery reads at most `fetch`
         rows from that space's index, starting at the cursor; the outer query merges them.
         The cost depends on the page size and the number of spaces, never on the table size.
         """
-        spaces = select(SpaceDAO.id).where(_membership_of(user_id, SpaceDAO.organization_id))
+        stmt = _todo_statements.page(space_id is not None, done is not None, after is not None)
+        params: dict[str, object] = {"caller_id": user_id, "fetch": fetch}
         if space_id is not None:
-            spaces = spaces.where(SpaceDAO.id == space_id)
-        visible = spaces.subquery("visible_spaces")
-        page = select(cls).where(cls.space_id == visible.c.id)
+            params["in_space_id"] = space_id
         if done is not None:
-            page = page.where(cls.done == done)
+            params["with_done"] = done
         if after is not None:
-            page = page.where(_after(cls.created_at, cls.id, after))
-        lateral_page = (
-            page.order_by(*_newest_first(cls.created_at, cls.id)).limit(fetch).lateral("page")
-        )
-        todo = aliased(cls, lateral_page)
-        stmt = (
-            select(todo)
-            .select_from(visible)
-            .join(lateral_page, true())
-            .order_by(todo.created_at.desc(), todo.id.desc())
-            .limit(fetch)
-        )
-        return list((await session.execute(stmt)).scalars())
-
-    @classmethod
-    def _changeable_by(cls, user_id: uuid.UUID) -> Exists:
-        """EXISTS: the caller is the author or an owner, and a member of the organization."""
-        return exists().where(
-            SpaceDAO.id == cls.space_id,
-            MembershipDAO.organization_id == SpaceDAO.organization_id,
-            MembershipDAO.user_id == user_id,
-            or_(cls.user_id == user_id, MembershipDAO.role == Role.OWNER.value),
-        )
+            params["after_created_at"] = after.created_at
+            params["after_id"] = after.id
+        connection = await session.connection()
+        return list((await connection.execute(stmt, params)).all())
 
     @classmethod
     async def update_permitted(
@@ -548,20 +528,26 @@ class TodoDAO(BaseDAO):
         user_id: uuid.UUID,
         changes: Mapping[str, object],
         versions: Collection[int] | None = None,
-    ) -> TodoDAO | None:
+    ) -> TodoRow | None:
         """Apply `changes` and bump the version atomically, in one statement that also checks
         the caller's right and the expected versions. None when nothing matched (see
         `access_of` for why)."""
-        stmt = (
-            update(cls)
-            .where(cls.id == todo_id, cls._changeable_by(user_id))
-            .values(**changes, version=cls.version + 1, updated_at=func.now())
-            .returning(cls)
-            .execution_options(synchronize_session=False)
-        )
+        stmt = _todo_statements.update(tuple(sorted(changes)), versions is not None)
+        params: dict[str, object] = {"todo_id": todo_id, "caller_id": user_id}
+        params.update({f"new_{name}": value for name, value in changes.items()})
         if versions is not None:
-            stmt = stmt.where(cls.version.in_(list(versions)))
-        return (await session.execute(stmt)).scalar_one_or_none()
+            params["versions"] = list(versions)
+        return await _one_or_none(session, stmt, params)
+
+    @classmethod
+    def _changeable_by(cls, user_id: uuid.UUID | BindParameter[uuid.UUID]) -> Exists:
+        """EXISTS: the caller is the author or an owner, and a member of the organization."""
+        return exists().where(
+            SpaceDAO.id == cls.space_id,
+            MembershipDAO.organization_id == SpaceDAO.organization_id,
+            MembershipDAO.user_id == user_id,
+            or_(cls.user_id == user_id, MembershipDAO.role == Role.OWNER.value),
+        )
 
     @classmethod
     async def delete_permitted(
@@ -607,6 +593,129 @@ class TodoDAO(BaseDAO):
     async def count_in_space(cls, session: AsyncSession, space_id: uuid.UUID) -> int:
         stmt = select(func.count()).select_from(cls).where(cls.space_id == space_id)
         return (await session.execute(stmt)).scalar_one()
+
+
+TodoRow: TypeAlias = Row[Any]
+"""A todo as a plain row: the todos columns, by name (`row.title`, `row.version`)."""
+
+
+async def _one_or_none(
+    session: AsyncSession, stmt: Executable, params: Mapping[str, object]
+) -> Row[Any] | None:
+    """Run a Core statement on the session's connection: the ORM layer has nothing to add
+    to a plain row, and skipping it saves a good part of the per-request overhead."""
+    connection = await session.connection()
+    return (await connection.execute(stmt, params)).one_or_none()
+
+
+class _TodoStatements:
+    """TodoDAO's hot statements, built on first use per shape and then reused."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[object, ...], Executable] = {}
+
+    def _cached(self, key: tuple[object, ...], build: Callable[[], Executable]) -> Executable:
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    @staticmethod
+    def _caller() -> BindParameter[uuid.UUID]:
+        return bindparam("caller_id", type_=UUID(as_uuid=True))
+
+    def create(self) -> Executable:
+        def build() -> Executable:
+            chosen = select(
+                SpaceDAO.id,
+                self._caller(),
+                bindparam("new_title", type_=String),
+                bindparam("new_content", type_=Text),
+                bindparam("new_done", type_=Boolean),
+            ).where(
+                SpaceDAO.id == bindparam("in_space_id", type_=UUID(as_uuid=True)),
+                _membership_of(self._caller(), SpaceDAO.organization_id),
+            )
+            return (
+                insert(TODOS)
+                .from_select(["space_id", "user_id", "title", "content", "done"], chosen)
+                .returning(*TODOS.c)
+            )
+
+        return self._cached(("create",), build)
+
+    def get(self) -> Executable:
+        def build() -> Executable:
+            return (
+                select(*TODOS.c)
+                .join(SpaceDAO, SpaceDAO.id == TODOS.c.space_id)
+                .where(
+                    TODOS.c.id == bindparam("todo_id", type_=UUID(as_uuid=True)),
+                    _membership_of(self._caller(), SpaceDAO.organization_id),
+                )
+            )
+
+        return self._cached(("get",), build)
+
+    def page(self, by_space: bool, by_done: bool, after: bool) -> Executable:
+        def build() -> Executable:
+            spaces = select(SpaceDAO.id).where(
+                _membership_of(self._caller(), SpaceDAO.organization_id)
+            )
+            if by_space:
+                spaces = spaces.where(
+                    SpaceDAO.id == bindparam("in_space_id", type_=UUID(as_uuid=True))
+                )
+            visible = spaces.subquery("visible_spaces")
+            page = select(*TODOS.c).where(TODOS.c.space_id == visible.c.id)
+            if by_done:
+                page = page.where(TODOS.c.done == bindparam("with_done", type_=Boolean))
+            if after:
+                page = page.where(
+                    tuple_(TODOS.c.created_at, TODOS.c.id)
+                    < tuple_(
+                        bindparam("after_created_at", type_=DateTime(timezone=True)),
+                        bindparam("after_id", type_=UUID(as_uuid=True)),
+                    )
+                )
+            fetch = bindparam("fetch", type_=Integer)
+            lateral_page = (
+                page.order_by(TODOS.c.created_at.desc(), TODOS.c.id.desc())
+                .limit(fetch)
+                .lateral("page")
+            )
+            return (
+                select(*lateral_page.c)
+                .select_from(visible)
+                .join(lateral_page, true())
+                .order_by(lateral_page.c.created_at.desc(), lateral_page.c.id.desc())
+                .limit(fetch)
+            )
+
+        return self._cached(("page", by_space, by_done, after), build)
+
+    def update(self, fields: tuple[str, ...], by_version: bool) -> Executable:
+        def build() -> Executable:
+            values: dict[str, object] = {
+                name: bindparam(f"new_{name}", type_=TODOS.c[name].type) for name in fields
+            }
+            stmt = (
+                update(TODOS)
+                .where(
+                    TODOS.c.id == bindparam("todo_id", type_=UUID(as_uuid=True)),
+                    TodoDAO._changeable_by(self._caller()),
+                )
+                .values(**values, version=TODOS.c.version + 1, updated_at=func.now())
+                .returning(*TODOS.c)
+            )
+            if by_version:
+                stmt = stmt.where(TODOS.c.version.in_(bindparam("versions", expanding=True)))
+            return stmt
+
+        return self._cached(("update", fields, by_version), build)
+
+
+TODOS = cast(Table, TodoDAO.__table__)
+_todo_statements = _TodoStatements()
 
 
 class IdempotencyKeyDAO(BaseDAO):

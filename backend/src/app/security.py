@@ -8,6 +8,8 @@ cost the same time as a wrong password and cannot be told apart.
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -61,11 +63,23 @@ def issue_token(user_id: uuid.UUID, key: str, ttl_seconds: int) -> str:
 
 
 def verify_token(token: str, key: str) -> uuid.UUID:
-    """The user id a valid token names; anything else raises InvalidToken."""
+    """The user id a valid token names; anything else raises InvalidToken.
+
+    A client sends the same token with every request, so a verified token is remembered
+    (with its expiry, checked every time): the signature is checked once, not per request.
+    """
+    user_id, expires_at = _verified(token, key)
+    if time.time() >= expires_at:
+        raise InvalidToken("ExpiredSignatureError")
+    return user_id
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(token: str, key: str) -> tuple[uuid.UUID, float]:
     try:
         claims = jwt.decode(
             token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "iat"]}
         )
-        return uuid.UUID(claims["sub"])
+        return uuid.UUID(claims["sub"]), float(claims["exp"])
     except (jwt.PyJWTError, ValueError, TypeError) as error:
         raise InvalidToken(type(error).__name__) from None

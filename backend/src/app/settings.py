@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     db_statement_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
     db_isolation_level: IsolationLevel = "SERIALIZABLE"
+    db_pool_pre_ping: bool = False
     db_max_retries: int = Field(default=30, ge=0, le=100)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)

@@ -516,7 +516,7 @@ class FakeDatabase(Database):
     async def stop(self) -> None:
         self.started = False
 
-    async def run(self, work: UnitOfWork[Any]) -> Any:
+    async def run(self, work: UnitOfWork[Any], *, autocommit: bool = False) -> Any:
         if not self.available:
             raise DatabaseUnavailable("fake database switched off")
         snapshot = {dao: copy.deepcopy(dao.rows) for dao in FAKE_DAOS}

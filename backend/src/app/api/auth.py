@@ -33,7 +33,9 @@ FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 @validate_response(UserOut, 201)
 async def register(data: RegisterRequest) -> tuple[UserOut, int]:
     password_hash = await hash_password(data.password)
-    user = await transaction(lambda s: daos().users.create(s, data.name, password_hash))
+    user = await transaction(
+        lambda s: daos().users.create(s, data.name, password_hash), autocommit=True
+    )
     if user is None:
         raise Conflict("user name already taken")
     return UserOut.model_validate(user), 201
@@ -48,13 +50,17 @@ async def login() -> TokenOut:
     Unknown users and wrong passwords get the same 401 after the same amount of work.
     """
     credentials = await _login_request()
-    user = await transaction(lambda s: daos().users.get_by_name(s, credentials.username))
+    user = await transaction(
+        lambda s: daos().users.get_by_name(s, credentials.username), autocommit=True
+    )
     check = await check_password(credentials.password, user.password_hash if user else None)
     if user is None or not check.valid:
         raise Unauthorized("incorrect user name or password")
     if check.new_hash is not None:
         new_hash = check.new_hash
-        await transaction(lambda s: daos().users.set_password_hash(s, user.id, new_hash))
+        await transaction(
+            lambda s: daos().users.set_password_hash(s, user.id, new_hash), autocommit=True
+        )
     ttl = settings().token_ttl_seconds
     token = issue_token(user.id, settings().signing_key(), ttl)
     return TokenOut(access_token=token, expires_in=ttl)

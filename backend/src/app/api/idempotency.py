@@ -41,11 +41,16 @@ class Created:
         return self.body, self.status, self.headers
 
 
-async def create_once(work: Callable[[Session], Awaitable[Created]], body: BaseModel) -> Created:
-    """Run `work` in a transaction; with an Idempotency-Key, at most once per user and key."""
+async def create_once(
+    work: Callable[[Session], Awaitable[Created]], body: BaseModel, *, one_statement: bool = False
+) -> Created:
+    """Run `work` in a transaction; with an Idempotency-Key, at most once per user and key.
+
+    `one_statement`: without a key, `work` is a single statement and may run as one.
+    """
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is None:
-        return await transaction(work)
+        return await transaction(work, autocommit=one_statement)
     if not _SANE_KEY.match(key):
         raise InvalidInput(
             ["header", IDEMPOTENCY_KEY],

@@ -65,7 +65,9 @@ async def create_organization(data: OrganizationCreate) -> tuple[object, int, di
 async def list_organizations() -> list[OrganizationOut]:
     """The caller's organizations, with the caller's role in each, oldest first."""
     user_id = current_user_id()
-    organizations = await transaction(lambda s: daos().organizations.list_with_roles(s, user_id))
+    organizations = await transaction(
+        lambda s: daos().organizations.list_with_roles(s, user_id), autocommit=True
+    )
     return [_out(organization) for organization in organizations]
 
 
@@ -76,7 +78,7 @@ async def list_organizations() -> list[OrganizationOut]:
 async def get_organization(organization_id: uuid.UUID) -> OrganizationOut:
     user_id = current_user_id()
     organization = await transaction(
-        lambda s: daos().organizations.get_visible(s, organization_id, user_id)
+        lambda s: daos().organizations.get_visible(s, organization_id, user_id), autocommit=True
     )
     if organization is None:
         raise NotFound("organization")
@@ -115,7 +117,7 @@ async def add_member(
         )
         return Created(out.model_dump(mode="json"))
 
-    return (await create_once(add, data)).as_response()
+    return (await create_once(add, data, one_statement=True)).as_response()
 
 
 def _refused(caller_role: Role | None, user_exists: bool, already_member: bool) -> APIError:

@@ -43,7 +43,7 @@ async def create_space(data: SpaceCreate) -> tuple[object, int, dict[str, str]]:
             SpaceOut.model_validate(space).model_dump(mode="json"), {"Location": location}
         )
 
-    return (await create_once(create, data)).as_response()
+    return (await create_once(create, data, one_statement=True)).as_response()
 
 
 @bp.get("/spaces")
@@ -61,7 +61,8 @@ async def list_spaces(query_args: SpaceListQuery) -> SpacePage:
             organization_id=query_args.organization_id,
             after=query_args.cursor,
             fetch=query_args.limit + 1,
-        )
+        ),
+        autocommit=True,
     )
     page, cursor = next_cursor(rows, query_args.limit)
     return SpacePage(items=[SpaceOut.model_validate(space) for space in page], next_cursor=cursor)
@@ -73,7 +74,9 @@ async def list_spaces(query_args: SpaceListQuery) -> SpacePage:
 @requires_auth
 async def get_space(space_id: uuid.UUID) -> SpaceOut:
     user_id = current_user_id()
-    space = await transaction(lambda s: daos().spaces.get_visible(s, space_id, user_id))
+    space = await transaction(
+        lambda s: daos().spaces.get_visible(s, space_id, user_id), autocommit=True
+    )
     if space is None:
         raise NotFound("space")
     return SpaceOut.model_validate(space)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import uuid
 
-from quart import Blueprint, request, url_for
+from quart import Blueprint, Response, request, url_for
 from quart_schema import (
     document_headers,
+    document_response,
     validate_querystring,
     validate_request,
     validate_response,
@@ -22,6 +23,7 @@ from app.api.context import (
     daos,
     document_errors,
     documents_no_content,
+    json_response,
     requires_auth,
     transaction,
 )
@@ -69,17 +71,17 @@ async def create_todo(data: TodoCreate) -> tuple[object, int, dict[str, str]]:
             "Location": url_for("todos.get_todo", todo_id=todo.id),
             "ETag": etag(todo.version),
         }
-        return Created(TodoOut.model_validate(todo).model_dump(mode="json"), headers)
+        return Created(TodoOut.from_row(todo).model_dump(mode="json"), headers)
 
-    return (await create_once(create, data)).as_response()
+    return (await create_once(create, data, one_statement=True)).as_response()
 
 
 @bp.get("/todos")
 @document_errors(401, 422)
-@validate_response(TodoPage, 200)
+@document_response(TodoPage, 200)
 @requires_auth
 @validate_querystring(TodoListQuery)
-async def list_todos(query_args: TodoListQuery) -> TodoPage:
+async def list_todos(query_args: TodoListQuery) -> Response:
     """The todos the caller can see, newest first, a page at a time (keyset cursor)."""
     user_id = current_user_id()
     rows = await transaction(
@@ -90,31 +92,38 @@ async def list_todos(query_args: TodoListQuery) -> TodoPage:
             done=query_args.done,
             after=query_args.cursor,
             fetch=query_args.limit + 1,
-        )
+        ),
+        autocommit=True,
     )
     page, cursor = next_cursor(rows, query_args.limit)
-    return TodoPage(items=[TodoOut.model_validate(todo) for todo in page], next_cursor=cursor)
+    return json_response(
+        TodoPage.model_construct(
+            items=[TodoOut.from_row(todo) for todo in page], next_cursor=cursor
+        )
+    )
 
 
 @bp.get("/todos/<uuid:todo_id>")
 @document_errors(401, 404)
-@validate_response(TodoOut, 200)
+@document_response(TodoOut, 200)
 @requires_auth
-async def get_todo(todo_id: uuid.UUID) -> tuple[TodoOut, int, dict[str, str]]:
+async def get_todo(todo_id: uuid.UUID) -> Response:
     user_id = current_user_id()
-    todo = await transaction(lambda s: daos().todos.get_visible(s, todo_id, user_id))
+    todo = await transaction(
+        lambda s: daos().todos.get_visible(s, todo_id, user_id), autocommit=True
+    )
     if todo is None:
         raise NotFound("todo")
-    return TodoOut.model_validate(todo), 200, {"ETag": etag(todo.version)}
+    return json_response(TodoOut.from_row(todo), headers={"ETag": etag(todo.version)})
 
 
 @bp.patch("/todos/<uuid:todo_id>")
 @document_errors(401, 403, 404, 412, 422)
-@validate_response(TodoOut, 200)
+@document_response(TodoOut, 200)
 @document_headers(IfMatchHeaders)
 @requires_auth
 @validate_request(TodoUpdate)
-async def update_todo(todo_id: uuid.UUID, data: TodoUpdate) -> tuple[TodoOut, int, dict[str, str]]:
+async def update_todo(todo_id: uuid.UUID, data: TodoUpdate) -> Response:
     """Change some fields; the version grows by one. Authors and organization owners only."""
     user_id = current_user_id()
     versions = expected_versions(request.headers.get(IF_MATCH))
@@ -124,10 +133,10 @@ async def update_todo(todo_id: uuid.UUID, data: TodoUpdate) -> tuple[TodoOut, in
         todo = await todos.update_permitted(session, todo_id, user_id, data.changes(), versions)
         if todo is None:
             raise await _refusal(session, todo_id, user_id, versions)
-        return TodoOut.model_validate(todo)
+        return TodoOut.from_row(todo)
 
-    todo = await transaction(update)
-    return todo, 200, {"ETag": etag(todo.version)}
+    todo = await transaction(update, autocommit=True)
+    return json_response(todo, headers={"ETag": etag(todo.version)})
 
 
 @bp.delete("/todos/<uuid:todo_id>")
@@ -144,7 +153,7 @@ async def delete_todo(todo_id: uuid.UUID) -> tuple[str, int]:
         if not await daos().todos.delete_permitted(session, todo_id, user_id, versions):
             raise await _refusal(session, todo_id, user_id, versions)
 
-    await transaction(delete)
+    await transaction(delete, autocommit=True)
     return "", 204
 
 
