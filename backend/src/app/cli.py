@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -131,6 +132,8 @@ def _serve(args: argparse.Namespace, url: str, settings: Settings) -> int:
     # Hypercorn's own messages go through the app's log format instead of a second handler.
     config.errorlog = logging.getLogger("hypercorn.error")
     config.application_path = APPLICATION_PATH
+    if config.worker_class == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        config.worker_class = "asyncio"
     for bind in config.bind:
         log.info("serving", url=f"http://{bind}{config.root_path}/", workers=config.workers)
     return run(config)

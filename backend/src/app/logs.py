@@ -1,6 +1,8 @@
 """Structured logging: key=value lines for people, JSON lines (LOG_JSON=true) for machines.
 
-Standard-library loggers (Hypercorn, Alembic) go through the same renderer, so one process
+The app's own events (one access line per request among them) take structlog's direct path:
+filtered by level before any work, rendered once, written once. Standard-library loggers
+(Hypercorn, Alembic, SQLAlchemy) go through the same renderer via logging, so one process
 writes one format.
 """
 
@@ -22,18 +24,19 @@ def configure_logging(settings: Settings) -> None:
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[settings.log_level]
+        ),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
