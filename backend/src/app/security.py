@@ -38,10 +38,10 @@ other parameters still verify, and are re-hashed with these at the next successf
 
 HASHING_THREADS = 2
 
-_hasher = PasswordHasher(
+password_hasher = PasswordHasher(
     time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_KIB, parallelism=ARGON2_PARALLELISM
 )
-_DUMMY_HASH = _hasher.hash("dummy password used to time unknown users")
+_DUMMY_HASH = password_hasher.hash("dummy password used to time unknown users")
 
 
 def _lowest_priority() -> None:
@@ -71,7 +71,7 @@ class PasswordCheck:
 
 
 async def hash_password(password: str) -> str:
-    return await _off_loop(_hasher.hash, password)
+    return await _off_loop(password_hasher.hash, password)
 
 
 async def check_password(password: str, stored_hash: str | None) -> PasswordCheck:
@@ -81,13 +81,13 @@ async def check_password(password: str, stored_hash: str | None) -> PasswordChec
 
 def _check_password_sync(password: str, stored_hash: str | None) -> PasswordCheck:
     try:
-        _hasher.verify(stored_hash or _DUMMY_HASH, password)
+        password_hasher.verify(stored_hash or _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return PasswordCheck(valid=False)
     if stored_hash is None:
         return PasswordCheck(valid=False)
-    if _hasher.check_needs_rehash(stored_hash):
-        return PasswordCheck(valid=True, new_hash=_hasher.hash(password))
+    if password_hasher.check_needs_rehash(stored_hash):
+        return PasswordCheck(valid=True, new_hash=password_hasher.hash(password))
     return PasswordCheck(valid=True)
 
 

@@ -123,7 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WrkMissing as error:
         print(f"bench: {error}", file=sys.stderr)
         return 2
-    if args.worker_class == "uvloop" and importlib.util.find_spec("uvloop") is None:
+    uvloop_installed = importlib.util.find_spec("uvloop") is not None
+    if args.worker_class is None:
+        # As `minor-illusion serve` does: hypercorn.toml's class, asyncio where uvloop is absent.
+        args.worker_class = project_worker_class()
+        if args.worker_class == "uvloop" and not uvloop_installed:
+            _progress("uvloop is not installed: both servers run the asyncio worker class")
+            args.worker_class = "asyncio"
+    elif args.worker_class == "uvloop" and not uvloop_installed:
         print("bench: --worker-class uvloop needs uvloop in the virtualenv", file=sys.stderr)
         return 2
     if args.json not in (None, "-") and not Path(args.json).resolve().parent.is_dir():
@@ -171,8 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--worker-class",
         choices=WORKER_CLASSES,
-        default=project_worker_class(),
-        help="Hypercorn worker class for both servers (default: hypercorn.toml's, %(default)s)",
+        help="Hypercorn worker class of both servers (default: hypercorn.toml's, as serve)",
     )
     parser.add_argument(
         "--timeout", type=_positive, default=10, help="wrk's per-request timeout, s (%(default)s)"

@@ -35,10 +35,9 @@ _DROPPED_ENV = ("DATABASE_URL", "SECRET_KEY", "ROOT_PATH", "DATA_DIR")
 
 
 def project_worker_class() -> str:
-    """The worker class `minor-illusion serve` uses by default (hypercorn.toml's)."""
-    config = _project_config()
-    value = config.get("worker_class", "asyncio")
-    return value if isinstance(value, str) else "asyncio"
+    """The worker class hypercorn.toml names (Hypercorn's own default: asyncio)."""
+    value = _project_config().get("worker_class", "asyncio")
+    return value if isinstance(value, str) and value in WORKER_CLASSES else "asyncio"
 
 
 def write_hypercorn_config(path: Path, worker_class: str) -> Path:

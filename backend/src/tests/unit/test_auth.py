@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from quart import Quart
 from quart.typing import TestClientProtocol as QuartClient
 
-from app.security import issue_token
+from app.security import issue_token, password_hasher
 from tests import fakes
 from tests.conftest import PASSWORD, TEST_SECRET, login, register, unique_name
 from tests.unit.assertions import assert_error, assert_unauthorized, assert_validation_error
@@ -276,7 +276,7 @@ async def test_login_upgrades_a_hash_made_with_weaker_parameters(
 
     upgraded = fakes.FakeUserDAO.rows[user.id].password_hash
     assert upgraded != weak_hash
-    current = PasswordHasher()
+    current = password_hasher
     assert current.verify(upgraded, PASSWORD)
     assert not current.check_needs_rehash(upgraded)
 

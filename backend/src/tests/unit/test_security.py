@@ -19,6 +19,7 @@ from app.security import (
     check_password,
     hash_password,
     issue_token,
+    password_hasher,
     verify_token,
 )
 from tests.conftest import PASSWORD, TEST_SECRET
@@ -29,7 +30,7 @@ OTHER_SECRET = "another-signing-key-that-is-long-enough-9876543210"
 @pytest.fixture(scope="module")
 def stored_hash() -> str:
     """One current hash of PASSWORD, shared because hashing is deliberately slow."""
-    return PasswordHasher().hash(PASSWORD)
+    return password_hasher.hash(PASSWORD)
 
 
 def _claims(**overrides: Any) -> dict[str, Any]:
@@ -103,7 +104,7 @@ async def test_a_weak_hash_gets_a_current_replacement() -> None:
 
     assert check.valid
     assert check.new_hash is not None
-    current = PasswordHasher()
+    current = password_hasher
     assert current.verify(check.new_hash, PASSWORD)
     assert not current.check_needs_rehash(check.new_hash)
 
