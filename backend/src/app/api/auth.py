@@ -6,10 +6,11 @@ from typing import Any
 
 from pydantic import ValidationError
 from quart import Blueprint, request
-from quart_schema import document_request, validate_request, validate_response
+from quart_schema import document_request, validate_response
 from quart_schema.validation import RequestSchemaValidationError
 
 from app.api.context import current_user_id, daos, requires_auth, settings, transaction
+from app.api.validation import json_body
 from app.db import Session
 from app.errors import Conflict, Unauthorized
 from app.models import OrganizationWithRole, UserDAO
@@ -29,7 +30,7 @@ FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
 
 @bp.post("/auth/register")
-@validate_request(RegisterRequest)
+@json_body(RegisterRequest)
 @validate_response(UserOut, 201)
 async def register(data: RegisterRequest) -> tuple[UserOut, int]:
     password_hash = await hash_password(data.password)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 
 from quart import Blueprint, url_for
-from quart_schema import document_headers, validate_request, validate_response
+from quart_schema import document_headers, validate_response
 
 from app.api.context import current_user_id, daos, document_errors, requires_auth, transaction
 from app.api.idempotency import Created, create_once
+from app.api.validation import json_body
 from app.db import Session
 from app.errors import APIError, Conflict, Forbidden, NotFound
 from app.models import OrganizationWithRole, Role
@@ -37,7 +38,7 @@ def _out(organization: OrganizationWithRole) -> OrganizationOut:
 @validate_response(OrganizationOut, 201)
 @document_headers(IdempotencyHeaders)
 @requires_auth
-@validate_request(OrganizationCreate)
+@json_body(OrganizationCreate)
 async def create_organization(data: OrganizationCreate) -> tuple[object, int, dict[str, str]]:
     """Create an organization; the caller becomes its owner."""
     user_id = current_user_id()
@@ -90,7 +91,7 @@ async def get_organization(organization_id: uuid.UUID) -> OrganizationOut:
 @validate_response(MemberOut, 201)
 @document_headers(IdempotencyHeaders)
 @requires_auth
-@validate_request(MemberAdd)
+@json_body(MemberAdd)
 async def add_member(
     organization_id: uuid.UUID, data: MemberAdd
 ) -> tuple[object, int, dict[str, str]]:

@@ -7,13 +7,12 @@ import uuid
 from quart import Blueprint, url_for
 from quart_schema import (
     document_headers,
-    validate_querystring,
-    validate_request,
     validate_response,
 )
 
 from app.api.context import current_user_id, daos, document_errors, requires_auth, transaction
 from app.api.idempotency import Created, create_once
+from app.api.validation import json_body, query_args
 from app.db import Session
 from app.errors import NotFound
 from app.pagination import next_cursor
@@ -27,7 +26,7 @@ bp = Blueprint("spaces", __name__)
 @validate_response(SpaceOut, 201)
 @document_headers(IdempotencyHeaders)
 @requires_auth
-@validate_request(SpaceCreate)
+@json_body(SpaceCreate)
 async def create_space(data: SpaceCreate) -> tuple[object, int, dict[str, str]]:
     """Create a space in an organization the caller belongs to (404 otherwise)."""
     user_id = current_user_id()
@@ -50,7 +49,7 @@ async def create_space(data: SpaceCreate) -> tuple[object, int, dict[str, str]]:
 @document_errors(401, 422)
 @validate_response(SpacePage, 200)
 @requires_auth
-@validate_querystring(SpaceListQuery)
+@query_args(SpaceListQuery)
 async def list_spaces(query_args: SpaceListQuery) -> SpacePage:
     """The spaces the caller can see, newest first, a page at a time (keyset cursor)."""
     user_id = current_user_id()

@@ -13,8 +13,6 @@ from quart import Blueprint, Response, request, url_for
 from quart_schema import (
     document_headers,
     document_response,
-    validate_querystring,
-    validate_request,
     validate_response,
 )
 
@@ -29,6 +27,7 @@ from app.api.context import (
 )
 from app.api.etags import IF_MATCH, etag, expected_versions
 from app.api.idempotency import Created, create_once
+from app.api.validation import json_body, query_args
 from app.db import Session
 from app.errors import APIError, Forbidden, NotFound, PreconditionFailed
 from app.models import Role
@@ -51,7 +50,7 @@ bp = Blueprint("todos", __name__)
 @validate_response(TodoOut, 201)
 @document_headers(IdempotencyHeaders)
 @requires_auth
-@validate_request(TodoCreate)
+@json_body(TodoCreate)
 async def create_todo(data: TodoCreate) -> tuple[object, int, dict[str, str]]:
     """Create a todo in a space of an organization the caller belongs to (404 otherwise)."""
     user_id = current_user_id()
@@ -80,7 +79,7 @@ async def create_todo(data: TodoCreate) -> tuple[object, int, dict[str, str]]:
 @document_errors(401, 422)
 @document_response(TodoPage, 200)
 @requires_auth
-@validate_querystring(TodoListQuery)
+@query_args(TodoListQuery)
 async def list_todos(query_args: TodoListQuery) -> Response:
     """The todos the caller can see, newest first, a page at a time (keyset cursor)."""
     user_id = current_user_id()
@@ -122,7 +121,7 @@ async def get_todo(todo_id: uuid.UUID) -> Response:
 @document_response(TodoOut, 200)
 @document_headers(IfMatchHeaders)
 @requires_auth
-@validate_request(TodoUpdate)
+@json_body(TodoUpdate)
 async def update_todo(todo_id: uuid.UUID, data: TodoUpdate) -> Response:
     """Change some fields; the version grows by one. Authors and organization owners only."""
     user_id = current_user_id()
