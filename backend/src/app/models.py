@@ -49,8 +49,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, aliased, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 from app.pagination import Keyset
 
@@ -517,8 +520,7 @@ class TodoDAO(BaseDAO):
         if after is not None:
             params["after_created_at"] = after.created_at
             params["after_id"] = after.id
-        connection = await session.connection()
-        return list((await connection.execute(stmt, params)).all())
+        return list(await _rows(session, stmt, params))
 
     @classmethod
     async def update_permitted(
@@ -535,9 +537,12 @@ class TodoDAO(BaseDAO):
         stmt = _todo_statements.update(tuple(sorted(changes)), versions is not None)
         params: dict[str, object] = {"todo_id": todo_id, "caller_id": user_id}
         params.update({f"new_{name}": value for name, value in changes.items()})
-        if versions is not None:
-            params["versions"] = list(versions)
-        return await _one_or_none(session, stmt, params)
+        if versions is None:
+            return await _one_or_none(session, stmt, params)
+        # An IN list of as many parameters as versions: SQLAlchemy renders it per call.
+        params["versions"] = list(versions)
+        connection = await session.connection()
+        return (await connection.execute(stmt, params)).one_or_none()
 
     @classmethod
     def _changeable_by(cls, user_id: uuid.UUID | BindParameter[uuid.UUID]) -> Exists:
@@ -599,13 +604,45 @@ TodoRow: TypeAlias = Row[Any]
 """A todo as a plain row: the todos columns, by name (`row.title`, `row.version`)."""
 
 
+async def _rows(
+    session: AsyncSession, stmt: Executable, params: Mapping[str, object]
+) -> Sequence[Row[Any]]:
+    """Run one of the prebuilt hot statements on the session's connection, as SQL compiled
+    once per dialect: per request, SQLAlchemy neither walks the statement for its cache key
+    nor goes through the ORM layer, which has nothing to add to plain rows. The driver
+    prepares the SQL once per connection and reuses it.
+    """
+    connection = await session.connection()
+    sql, names, defaults = _compiled(connection.dialect, stmt)
+    values = {**defaults, **params}
+    result = await connection.exec_driver_sql(sql, tuple(values[name] for name in names))
+    return result.all()
+
+
 async def _one_or_none(
     session: AsyncSession, stmt: Executable, params: Mapping[str, object]
 ) -> Row[Any] | None:
-    """Run a Core statement on the session's connection: the ORM layer has nothing to add
-    to a plain row, and skipping it saves a good part of the per-request overhead."""
-    connection = await session.connection()
-    return (await connection.execute(stmt, params)).one_or_none()
+    rows = await _rows(session, stmt, params)
+    return rows[0] if rows else None
+
+
+_COMPILED: dict[tuple[str, int], tuple[str, tuple[str, ...], dict[str, object]]] = {}
+
+
+def _compiled(dialect: Dialect, stmt: Executable) -> tuple[str, tuple[str, ...], dict[str, object]]:
+    """SQL text, parameter order and constant parameters of a prebuilt statement.
+
+    Keyed by the statement object's identity: `_TodoStatements` keeps every statement alive
+    for the life of the process, so an id is never reused for another one.
+    """
+    key = (dialect.name, id(stmt))
+    if key not in _COMPILED:
+        compiled = cast(SQLCompiler, cast(ClauseElement, stmt).compile(dialect=dialect))
+        if compiled.positiontup is None:
+            raise TypeError(f"{dialect.name} does not use positional parameters")
+        defaults = {name: value for name, value in compiled.params.items() if value is not None}
+        _COMPILED[key] = (compiled.string, tuple(compiled.positiontup), defaults)
+    return _COMPILED[key]
 
 
 class _TodoStatements:
