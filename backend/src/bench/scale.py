@@ -3,19 +3,23 @@
 Keyset pagination promises that page 20,000 costs what page 1 costs, whatever the table size
 (see `app.pagination` and `TodoDAO.page_visible`). This measures that promise end to end:
 
-1. An embedded PostgreSQL in a temporary folder, migrated with the project's migrations (so the
-   indexes measured are the ones production has), and a user, two organizations and three
-   spaces made through the DAOs: the user's big space, a quiet second space of the same
-   organization (so the LATERAL listing merges two spaces) and another organization's space
-   the user must not see (so the visibility join filters something real).
+1. An embedded PostgreSQL in a temporary folder, a database migrated with the project's
+   migrations (so the indexes measured are the ones production has), and a user, two
+   organizations and three spaces made through the DAOs: the user's big space, a quiet second
+   space of the same organization (so the LATERAL listing merges two spaces) and another
+   organization's space the user must not see (so the visibility join filters something).
 2. Todos bulk-loaded into the big space with SQL (`bulk_load_todos`), first up to the smallest
    size, then grown to each larger one; each load is timed and followed by VACUUM ANALYZE.
-3. At each size, first-page and deep-page (a cursor at ~90% depth) latency of four listings,
-   through the real HTTP stack in-process (`create_app` + its test client, a real token):
-   one space, one space with `done=false`, every visible space (the LATERAL merge), and every
-   visible space with `done=false`. Median and p95 over `--repeat` rounds (each requests all
-   eight pages once) after warm-up rounds. Also the deep page's SQL alone, as the endpoint
-   sent it, to tell the database's share from the HTTP stack's.
+   Before growing, the database is copied (CREATE DATABASE ... TEMPLATE), so every size stays
+   available: on a shared machine speed drifts by tens of percent between phases a few
+   seconds apart, which would swamp a 1.5x target if the sizes were timed one after another.
+3. Then every size at once (one app per database copy), first-page and deep-page (a cursor at
+   ~90% depth) latency of four listings, through the real HTTP stack in-process (`create_app`
+   + its test client, a real token): one space, one space with `done=false`, every visible
+   space (the LATERAL merge), and every visible space with `done=false`. Median and p95 over
+   `--repeat` rounds, each requesting every size's every page once, after warm-up rounds.
+   Also the deep page's SQL alone, as the endpoint sent it, to tell the database's share from
+   the HTTP stack's, and whether PostgreSQL reused a generic plan for it.
 4. At the largest size, EXPLAIN (ANALYZE, BUFFERS) of the exact SQL and parameters the
    endpoint sent for each deep page, captured from the engine, with a verdict: an index scan
    on todos, no Seq Scan on todos, and no Sort of more rows than one page per space.
@@ -24,14 +28,15 @@ Keyset pagination promises that page 20,000 costs what page 1 costs, whatever th
 
 Run from backend/src:  .venv/bin/python -m bench.scale [--sizes 1000,1000000] [--repeat 200]
 Exit status: 0 when every ratio meets the target and every plan is an index scan, 1 when not,
-2 on bad arguments, 130 on Ctrl-C. The embedded database is stopped and its folder removed on
-every exit, including Ctrl-C, SIGTERM and errors.
+2 on bad arguments, 130 on Ctrl-C, 143 on SIGTERM. The embedded database is stopped and its
+folder removed on every exit, including Ctrl-C, SIGTERM and errors.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import platform
@@ -51,6 +56,7 @@ from typing import Any, TextIO
 
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 
 from app import embedded, migrate
 from app.database_url import normalise
@@ -81,6 +87,8 @@ BACKGROUND_ROWS = 100
 BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 """Todo number i was created at BASE_TIME + i ms: distinct, and newer as the table grows."""
 INDEX_PREFIX = "ix_todos_space_id_"
+DATABASE = "bench_scale"
+"""The database the bench grows; copies at the smaller sizes are named after it."""
 
 
 class BenchError(RuntimeError):
@@ -367,6 +375,8 @@ class Measurement:
     deep: Latency
     deep_query: Latency
     """The deep page's SQL alone (captured from the endpoint), without HTTP or the app."""
+    deep_query_plan: str
+    """`generic`: PostgreSQL reused a cached plan for it; `custom`: it planned every execution."""
 
 
 @dataclass(frozen=True)
@@ -418,25 +428,35 @@ async def check_page(
         raise BenchError(f"{label}: page starts at {items[0]['id']}, expected {first_id}")
 
 
+@dataclass(frozen=True)
+class Target:
+    """One size, served by its own app on its own database copy."""
+
+    size: int
+    client: Client
+    database: Database
+    pages: dict[str, DeepPage]
+
+
 async def time_rounds(
-    client: Client,
+    requests: Sequence[tuple[Client, dict[str, str]]],
     headers: dict[str, str],
-    queries: Sequence[dict[str, str]],
     warmup: int,
     repeat: int,
 ) -> list[list[float]]:
-    """Milliseconds per request for each query, in rounds that request every query once.
+    """Milliseconds per request for each (client, query), in rounds that send each once.
 
-    Round-robin rather than one query after another, so drift (a noisy neighbour, a
-    checkpoint) hits every listing and both pages alike instead of whichever was being timed
-    then; the warm-up rounds warm the process, the pool and the caches for all of them. Times
-    the whole in-process HTTP request: routing, token check, query validation, the
-    transaction, serialisation.
+    Round-robin over every size, listing and page rather than one after another: on a shared
+    machine the speed drifts by tens of percent over seconds, and in rounds that drift hits
+    every figure alike instead of whichever was being timed then, so ratios stay honest.
+    The warm-up rounds warm the process, the pools and the caches for all of them. Times the
+    whole in-process HTTP request: routing, token check, query validation, the transaction,
+    serialisation.
     """
-    samples: list[list[float]] = [[] for _ in queries]
+    samples: list[list[float]] = [[] for _ in requests]
     gc.collect()
     for round_number in range(warmup + repeat):
-        for query, timings in zip(queries, samples, strict=True):
+        for (client, query), timings in zip(requests, samples, strict=True):
             started = time.perf_counter()
             response = await client.get("/todos", query_string=query, headers=headers)
             elapsed_ms = (time.perf_counter() - started) * 1000
@@ -447,86 +467,126 @@ async def time_rounds(
     return samples
 
 
-async def time_statement(
-    database: Database, statement: str, parameters: Any, warmup: int, repeat: int
-) -> list[float]:
-    """Milliseconds per execution of the captured page query alone, on one connection: the
-    database's share of a request, so a slow ratio can be told apart from HTTP overhead."""
-
-    async def timed(session: Session) -> list[float]:
-        connection = await session.connection()
-        timings = []
-        for number in range(warmup + repeat):
-            started = time.perf_counter()
-            (await connection.exec_driver_sql(statement, parameters)).all()
-            if number >= warmup:
-                timings.append((time.perf_counter() - started) * 1000)
-        return timings
-
-    return await database.run(timed)
+@dataclass(frozen=True)
+class StatementTiming:
+    samples: list[float]
+    generic_plans: int
+    custom_plans: int
+    """How PostgreSQL planned the prepared statement (asyncpg prepares every query): a cached
+    generic plan, or a custom plan made afresh, at a planning cost, for each execution."""
 
 
-async def measure_size(
-    settings: Settings,
+async def time_statements(
+    statements: Sequence[tuple[Database, str, Any]], warmup: int, repeat: int
+) -> list[StatementTiming]:
+    """Milliseconds per execution of each captured page query alone, in rounds like the
+    requests: the database's share of a request, so a slow ratio can be told apart from
+    HTTP overhead. One connection per statement, each execution in its own transaction as
+    in the app (one long transaction would pile up SERIALIZABLE predicate locks)."""
+    samples: list[list[float]] = [[] for _ in statements]
+    plans: list[tuple[int, int]] = []
+    async with contextlib.AsyncExitStack() as stack:
+        connections = [
+            await stack.enter_async_context(database.engine.connect())
+            for database, _, _ in statements
+        ]
+        for round_number in range(warmup + repeat):
+            for connection, (_, statement, parameters), timings in zip(
+                connections, statements, samples, strict=True
+            ):
+                async with connection.begin():
+                    started = time.perf_counter()
+                    (await connection.exec_driver_sql(statement, parameters)).all()
+                    elapsed_ms = (time.perf_counter() - started) * 1000
+                if round_number >= warmup:
+                    timings.append(elapsed_ms)
+        for connection, (_, statement, _) in zip(connections, statements, strict=True):
+            async with connection.begin():
+                row = (
+                    await connection.exec_driver_sql(
+                        "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                        "WHERE statement = $1",
+                        (statement,),
+                    )
+                ).first()
+            plans.append((int(row[0]), int(row[1])) if row is not None else (0, 0))
+    return [
+        StatementTiming(timings, generic, custom)
+        for timings, (generic, custom) in zip(samples, plans, strict=True)
+    ]
+
+
+async def measure(
+    urls: dict[int, str],
+    data_dir: Path,
     world: World,
-    size: int,
-    pages: dict[str, DeepPage],
+    pages: dict[int, dict[str, DeepPage]],
     args: argparse.Namespace,
-    explain: bool,
     out: TextIO,
 ) -> tuple[list[Measurement], list[PlanReport]]:
-    """Every listing's first and deep page at one size; the deep pages' plans if `explain`."""
-    app = create_app(settings)
+    """Every size's first and deep pages of every listing, all sizes served at once (one app
+    per database copy) so they are timed in the same rounds; the deep pages' plans at the
+    largest size."""
     token = issue_token(world.user_id, SECRET_KEY, TOKEN_TTL_SECONDS)
     headers = {"Authorization": f"Bearer {token}"}
-    plans: list[PlanReport] = []
-    async with app.test_app():
-        client = app.test_client()
-        database: Database = app.extensions["database"]
-        queries: list[dict[str, str]] = []
-        for listing in LISTINGS:
-            deep = pages[listing.name]
+    async with contextlib.AsyncExitStack() as stack:
+        targets = []
+        for size, url in urls.items():
+            app = create_app(bench_settings(url, data_dir))
+            serving = app.test_app()
+            await serving.startup()
+            stack.push_async_callback(serving.shutdown)
+            targets.append(Target(size, app.test_client(), app.extensions["database"], pages[size]))
+        cases = [(target, listing) for target in targets for listing in LISTINGS]
+        requests: list[tuple[Client, dict[str, str]]] = []
+        for target, listing in cases:
+            deep = target.pages[listing.name]
             first_query, deep_query = listing.query(world), listing.query(world, deep.cursor)
-            label = f"{size:,} rows, {listing.name}"
+            label = f"{target.size:,} rows, {listing.name}"
             await check_page(
-                client, headers, first_query, min(PAGE_LIMIT, deep.listed), None, label
+                target.client, headers, first_query, min(PAGE_LIMIT, deep.listed), None, label
             )
             await check_page(
-                client, headers, deep_query, deep.expected_items, deep.first_id, label + " deep"
+                target.client, headers, deep_query, deep.expected_items, deep.first_id, label
             )
-            queries += [first_query, deep_query]
-        samples = await time_rounds(client, headers, queries, args.warmup, args.repeat)
-        measurements = []
-        for number, listing in enumerate(LISTINGS):
-            deep = pages[listing.name]
-            statement, parameters = await capture_page_query(
-                client, database, headers, queries[2 * number + 1], listing
-            )
-            database_ms = await time_statement(
-                database, statement, parameters, args.warmup, args.repeat
-            )
-            measurement = Measurement(
-                size=size,
+            requests += [(target.client, first_query), (target.client, deep_query)]
+        print(
+            f"\ntiming {len(requests)} pages x {args.repeat} rounds (+{args.warmup} warm-up)",
+            file=out,
+            flush=True,
+        )
+        samples = await time_rounds(requests, headers, args.warmup, args.repeat)
+        deep_queries = [query for _, query in requests[1::2]]
+        statements = [
+            (target.database, *await capture_page_query(target, headers, query, listing))
+            for (target, listing), query in zip(cases, deep_queries, strict=True)
+        ]
+        timings = await time_statements(statements, args.warmup, args.repeat)
+        measurements = [
+            Measurement(
+                size=target.size,
                 listing=listing.name,
                 path=listing.path,
-                listed=deep.listed,
-                deep_depth=deep.depth,
+                listed=target.pages[listing.name].listed,
+                deep_depth=target.pages[listing.name].depth,
                 first=Latency.of(samples[2 * number]),
                 deep=Latency.of(samples[2 * number + 1]),
-                deep_query=Latency.of(database_ms),
+                deep_query=Latency.of(timings[number].samples),
+                deep_query_plan=(
+                    "generic"
+                    if timings[number].generic_plans > timings[number].custom_plans
+                    else "custom"
+                ),
             )
-            measurements.append(measurement)
-            print(
-                f"  {listing.name:<10} first p50 {measurement.first.p50_ms:6.2f} ms, "
-                f"deep p50 {measurement.deep.p50_ms:6.2f} ms (row {deep.depth:,} of "
-                f"{deep.listed:,}; its query alone {measurement.deep_query.p50_ms:.2f} ms)",
-                file=out,
-                flush=True,
+            for number, (target, listing) in enumerate(cases)
+        ]
+        largest = targets[-1]
+        plans = [
+            await explain_page_query(largest.database, statement, parameters, listing, world)
+            for (_, statement, parameters), listing in zip(
+                statements[-len(LISTINGS) :], LISTINGS, strict=True
             )
-            if explain:
-                plans.append(
-                    await explain_page_query(database, statement, parameters, listing, world)
-                )
+        ]
     return measurements, plans
 
 
@@ -534,11 +594,7 @@ async def measure_size(
 
 
 async def capture_page_query(
-    client: Client,
-    database: Database,
-    headers: dict[str, str],
-    query: dict[str, str],
-    listing: Listing,
+    target: Target, headers: dict[str, str], query: dict[str, str], listing: Listing
 ) -> tuple[str, Any]:
     """The very SQL and bound parameters the endpoint sends for a page, captured from the
     app's engine during a real request rather than rebuilt from the DAO."""
@@ -548,10 +604,10 @@ async def capture_page_query(
         if "LATERAL" in statement:
             captured.append((statement, parameters))
 
-    engine = database.engine.sync_engine
+    engine = target.database.engine.sync_engine
     event.listen(engine, "before_cursor_execute", capture)
     try:
-        response = await client.get("/todos", query_string=query, headers=headers)
+        response = await target.client.get("/todos", query_string=query, headers=headers)
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     if response.status_code != 200 or len(captured) != 1:
@@ -711,17 +767,22 @@ def print_table(report: Report, out: TextIO) -> None:
     )
     header = (
         f"{'todos':>11}  {'listing':<10}  {'first p50':>9}  {'first p95':>9}  "
-        f"{'deep p50':>9}  {'deep p95':>9}  {'deep SQL p50':>12}"
+        f"{'deep p50':>9}  {'deep p95':>9}  {'deep SQL p50':>12}  {'plan':<7}"
     )
     print(header, file=out)
     print("-" * len(header), file=out)
     for m in report.measurements:
         print(
             f"{m.size:>11,}  {m.listing:<10}  {m.first.p50_ms:>9.2f}  {m.first.p95_ms:>9.2f}  "
-            f"{m.deep.p50_ms:>9.2f}  {m.deep.p95_ms:>9.2f}  {m.deep_query.p50_ms:>12.3f}",
+            f"{m.deep.p50_ms:>9.2f}  {m.deep.p95_ms:>9.2f}  {m.deep_query.p50_ms:>12.3f}  "
+            f"{m.deep_query_plan:<7}",
             file=out,
         )
-    print("(deep SQL: the deep page's captured query alone, on one connection, no HTTP)", file=out)
+    print(
+        "(deep SQL: the deep page's captured query alone, no HTTP; plan: generic = PostgreSQL "
+        "reused a cached plan of the prepared statement, custom = it planned every execution)",
+        file=out,
+    )
     ratios, query_ratios = report.ratios(), report.ratios("query")
     if not ratios:
         print("\n(one size only: no ratio)", file=out)
@@ -763,20 +824,39 @@ def bench_settings(url: str, data_dir: Path) -> Settings:
     )
 
 
+@contextlib.contextmanager
+def sync_engine(url: str, **options: Any) -> Iterator[Engine]:
+    """A psycopg2 engine for the bench's own SQL (loading, cursors), disposed afterwards."""
+    engine = create_engine(normalise(url, "psycopg2"), **options)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def database_url(server_url: str, name: str) -> str:
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
 def run(args: argparse.Namespace, out: TextIO) -> Report:
-    """Start the database, build the data set size by size and measure at each size."""
+    """Start the database, grow the data set size by size, keep a copy of the database at
+    each size but the last, then measure every size at once."""
     sizes: tuple[int, ...] = args.sizes
     report = Report(sizes=list(sizes), repeat=args.repeat, warmup=args.warmup)
     with (
         tempfile.TemporaryDirectory(prefix="minor-illusion-bench-") as scratch,
-        embedded.running(Path(scratch) / "data") as url,
+        embedded.running(Path(scratch) / "data") as server_url,
+        sync_engine(server_url, isolation_level="AUTOCOMMIT") as admin,
     ):
+        data_dir = Path(scratch) / "data"
         print(f"embedded PostgreSQL in {scratch}; migrating", file=out, flush=True)
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {DATABASE}")
+        url = database_url(server_url, DATABASE)
         migrate.upgrade(url)
-        settings = bench_settings(url, Path(scratch) / "data")
-        world = asyncio.run(create_world(settings))
-        engine = create_engine(normalise(url, "psycopg2"))
-        try:
+        world = asyncio.run(create_world(bench_settings(url, data_dir)))
+        urls: dict[int, str] = {}
+        with sync_engine(url) as engine:
             with engine.connect() as connection:
                 report.environment = {
                     "postgres": str(connection.exec_driver_sql("SELECT version()").scalar_one()),
@@ -786,7 +866,7 @@ def run(args: argparse.Namespace, out: TextIO) -> Report:
                     "python": platform.python_version(),
                     "machine": f"{platform.machine()} {platform.system()}",
                 }
-            print(f"{report.environment['postgres']}", file=out)
+            print(report.environment["postgres"], file=out)
             # The quiet space and the hidden one: a few rows each, spread over the whole
             # timeline, distinct from the big space's instants by their microsecond offset.
             step = max(1, sizes[-1] // BACKGROUND_ROWS)
@@ -814,7 +894,7 @@ def run(args: argparse.Namespace, out: TextIO) -> Report:
                         "SELECT pg_size_pretty(pg_total_relation_size('todos'))"
                     ).scalar_one()
                 print(
-                    f"\nloaded {size - loaded:,} todos (big space now {size:,}) in {seconds:.1f} s "
+                    f"loaded {size - loaded:,} todos (big space now {size:,}) in {seconds:.1f} s "
                     f"({(size - loaded) / seconds:,.0f} rows/s); VACUUM ANALYZE {vacuum:.1f} s; "
                     f"todos with indexes: {table_size}",
                     file=out,
@@ -822,24 +902,57 @@ def run(args: argparse.Namespace, out: TextIO) -> Report:
                 )
                 report.load_seconds[str(size)] = round(seconds, 3)
                 loaded = size
-                pages = {listing.name: deep_page(engine, world, listing) for listing in LISTINGS}
-                measurements, plans = asyncio.run(
-                    measure_size(settings, world, size, pages, args, size == sizes[-1], out)
-                )
-                report.measurements += measurements
-                report.plans += plans
-        finally:
-            engine.dispose()
+                if size == sizes[-1]:
+                    urls[size] = url
+                    continue
+                # A copy at this size, measured later side by side with the grown table.
+                # CREATE DATABASE ... TEMPLATE needs the source idle: close our connections.
+                engine.dispose()
+                copy = f"{DATABASE}_{size}"
+                with admin.connect() as connection:
+                    connection.exec_driver_sql(f"CREATE DATABASE {copy} TEMPLATE {DATABASE}")
+                urls[size] = database_url(server_url, copy)
+        pages: dict[int, dict[str, DeepPage]] = {}
+        for size, size_url in urls.items():
+            with sync_engine(size_url) as engine:
+                pages[size] = {
+                    listing.name: deep_page(engine, world, listing) for listing in LISTINGS
+                }
+        report.measurements, report.plans = asyncio.run(
+            measure(urls, data_dir, world, pages, args, out)
+        )
+        for measurement in report.measurements:
+            print(
+                f"  {measurement.size:>11,} {measurement.listing:<10} first p50 "
+                f"{measurement.first.p50_ms:6.2f} ms, deep p50 {measurement.deep.p50_ms:6.2f} ms "
+                f"(row {measurement.deep_depth:,} of {measurement.listed:,}; its query alone "
+                f"{measurement.deep_query.p50_ms:.2f} ms, plan {measurement.deep_query_plan})",
+                file=out,
+            )
     return report
 
 
-def _exit_cleanly_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit, so the `finally` blocks stopping PostgreSQL run."""
+_terminated: list[int] = []
+"""The signal that ended the run, when it was SIGTERM rather than Ctrl-C."""
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, handler)
+def _stop_cleanly_on_signals() -> None:
+    """Make Ctrl-C and SIGTERM end the run through the same clean path.
+
+    Ctrl-C raises KeyboardInterrupt, and inside `asyncio.run` cancels the running task first,
+    so the apps shut down and every `finally` (stopping PostgreSQL) runs. SIGTERM is turned
+    into SIGINT to take that path: raising from its handler directly could land inside a
+    driver call and leave the event loop's shutdown waiting on a half-closed connection.
+    SIGINT is reset to the default handler because a shell starts background jobs with it
+    ignored, which would otherwise make both signals do nothing.
+    """
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        _terminated.append(signum)
+        signal.raise_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -850,19 +963,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = sys.stderr if args.json == "-" else sys.stdout
     # Before anything logs: the app's format at WARNING, on stderr.
     configure_logging(bench_settings("postgresql://unused", Path(tempfile.gettempdir())))
-    _exit_cleanly_on_sigterm()
+    _stop_cleanly_on_signals()
     started = time.perf_counter()
     try:
         report = run(args, out)
     except KeyboardInterrupt:
-        print("\ninterrupted; the embedded database was stopped", file=sys.stderr)
-        return 130
+        how = "terminated" if _terminated else "interrupted"
+        print(f"\n{how}; the embedded database was stopped", file=sys.stderr)
+        return 128 + (_terminated[0] if _terminated else signal.SIGINT)
     except BenchError as error:
         print(f"\nbenchmark failed: {error}", file=sys.stderr)
         return 1
-    except SystemExit:
-        print("\nterminated; the embedded database was stopped", file=sys.stderr)
-        raise
     print_plans(report, out)
     print_table(report, out)
     print(f"\ntotal {time.perf_counter() - started:.0f} s", file=out)
