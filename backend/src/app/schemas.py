@@ -21,6 +21,7 @@ from pydantic import (
     TypeAdapter,
     model_validator,
 )
+from typing_extensions import TypedDict
 
 from app.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
 
@@ -191,19 +192,34 @@ class TodoOut(ResponseModel):
         return cls.model_construct(**{name: getattr(row, name) for name in cls.model_fields})
 
 
-_JSON = TypeAdapter(dict[str, Any])
+def _typed_dict(name: str, fields: dict[str, Any]) -> Any:
+    return TypedDict(name, fields)  # type: ignore[operator]
 
 
-def todo_page_json(rows: Sequence[object], next_cursor: str | None) -> bytes:
+# TodoOut's fields as a TypedDict: pydantic then serialises plain dicts with each field's
+# type known in advance, which is much faster than inferring it value by value.
+_TODO_ITEM = _typed_dict(
+    "TodoItem", {name: field.annotation for name, field in TodoOut.model_fields.items()}
+)
+_TODO_PAGE_JSON: TypeAdapter[Any] = TypeAdapter(
+    _typed_dict(
+        "TodoPageJSON", {"items": list.__class_getitem__(_TODO_ITEM), "next_cursor": str | None}
+    )
+)
+
+
+def todo_page_json(rows: Sequence[Any], next_cursor: str | None) -> bytes:
     """A TodoPage as JSON, straight from the rows: the list route's hot path.
 
     The rows hold exactly TodoOut's fields, typed by the database, so they need no model
-    objects in between; pydantic's encoder writes the UUIDs and timestamps as a TodoOut
-    would.
+    objects in between; the encoder writes the UUIDs and timestamps as TodoOut would.
     """
     fields = TodoOut.model_fields
-    items = [{name: getattr(row, name) for name in fields} for row in rows]
-    return _JSON.dump_json({"items": items, "next_cursor": next_cursor})
+    items = [
+        row._asdict() if hasattr(row, "_asdict") else {name: getattr(row, name) for name in fields}
+        for row in rows
+    ]
+    return _TODO_PAGE_JSON.dump_json({"items": items, "next_cursor": next_cursor})
 
 
 class TodoListQuery(RequestModel):

@@ -40,6 +40,7 @@ from app.schemas import (
     TodoOut,
     TodoPage,
     TodoUpdate,
+    todo_page_json,
 )
 
 bp = Blueprint("todos", __name__)
@@ -95,11 +96,7 @@ async def list_todos(query_args: TodoListQuery) -> Response:
         autocommit=True,
     )
     page, cursor = next_cursor(rows, query_args.limit)
-    return json_response(
-        TodoPage.model_construct(
-            items=[TodoOut.from_row(todo) for todo in page], next_cursor=cursor
-        )
-    )
+    return json_response(todo_page_json(page, cursor))
 
 
 @bp.get("/todos/<uuid:todo_id>")
