@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg2
 import pytest
 from quart import Quart
@@ -355,3 +356,23 @@ def environment(**values: str | None) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def wait_for_http(
+    process: subprocess.Popen[bytes], base_url: str, path: str, log: Path, timeout: float = 60
+) -> httpx.Response:
+    """Poll `base_url + path` until it answers 200 and return that response; fail with the
+    process's log if the process exits first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base_url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"the server process exited early:\n{log.read_text()}")
+            try:
+                response = client.get(path)
+                if response.status_code == 200:
+                    return response
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    pytest.fail(f"{path} did not answer 200 within {timeout} s:\n{log.read_text()}")

@@ -13,11 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from app.migrate import head_revision
-from tests.conftest import TEST_SECRET, create_database, free_port
+from tests.conftest import TEST_SECRET, create_database, free_port, wait_for_http
 
 pytestmark = pytest.mark.live_db
 
@@ -52,7 +51,7 @@ def test_waits_migrates_serves_and_stops_on_sigterm(
             stderr=subprocess.STDOUT,
         )
     try:
-        ready = _wait_for_ready(f"http://127.0.0.1:{port}", process, log)
+        ready = wait_for_http(process, f"http://127.0.0.1:{port}", "/readyz", log).json()
         assert ready == {"status": "ready", "revision": head_revision()}
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, log.read_text()
@@ -96,19 +95,3 @@ def test_one_shot_commands_run_and_exit(tmp_path: Path, embedded_server_url: str
     assert migrated.returncode == 0, migrated.stderr
     assert seeded.returncode == 0, seeded.stderr
     assert "demo password 123" in seeded.stdout
-
-
-def _wait_for_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> object:
-    deadline = time.monotonic() + 60
-    with httpx.Client(base_url=base_url, timeout=5) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"entrypoint exited early:\n{log.read_text()}")
-            try:
-                response = client.get("/readyz")
-                if response.status_code == 200:
-                    return response.json()
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-    pytest.fail(f"not ready after 60 s:\n{log.read_text()}")

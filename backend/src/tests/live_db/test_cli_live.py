@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from app.embedded import POSTGRES_DIR, SECRET_KEY_FILE
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_http
 
 pytestmark = pytest.mark.live_db
 
@@ -64,18 +64,8 @@ class Server:
             )
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}{self.root}", timeout=10)
 
-    def wait_until_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"server exited early:\n{self.log.read_text()}")
-            try:
-                if self.client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"server not healthy after {timeout}s:\n{self.log.read_text()}")
+    def wait_until_healthy(self) -> None:
+        wait_for_http(self.process, str(self.client.base_url), "/healthz", self.log)
 
     def stop(self, signum: int, timeout: float = 30) -> int:
         self.client.close()

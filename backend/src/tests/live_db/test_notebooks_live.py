@@ -17,12 +17,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import nbformat
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
@@ -30,7 +28,7 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from app import seed
-from tests.conftest import TEST_SECRET, create_database, free_port
+from tests.conftest import TEST_SECRET, create_database, free_port, wait_for_http
 
 pytestmark = pytest.mark.live_db
 
@@ -52,21 +50,6 @@ def minor_illusion() -> list[str]:
     """The console script of this virtualenv, or the module when it is not installed."""
     script = shutil.which("minor-illusion", path=str(Path(sys.executable).parent))
     return [script] if script else [sys.executable, "-m", "app.cli"]
-
-
-def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    with httpx.Client(base_url=url, timeout=2) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"minor-illusion serve exited early:\n{log.read_text()}")
-            try:
-                if client.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-    pytest.fail(f"minor-illusion serve not ready after 60 s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +78,7 @@ def service(
         )
     api_url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(process, api_url, log)
+        wait_for_http(process, api_url, "/readyz", log)
         seeded = subprocess.run(
             [*minor_illusion(), "seed", "--password", DEMO_PASSWORD],
             cwd=SOURCE_DIR,
