@@ -317,19 +317,27 @@ def _membership_of(
     )
 
 
+Column: TypeAlias = ColumnElement[Any] | InstrumentedAttribute[Any]
+
+
 def _newest_first(
-    created_at: InstrumentedAttribute[datetime], row_id: InstrumentedAttribute[uuid.UUID]
-) -> tuple[UnaryExpression[datetime], UnaryExpression[uuid.UUID]]:
+    created_at: Column, row_id: Column
+) -> tuple[UnaryExpression[Any], UnaryExpression[Any]]:
+    """The keyset order of every page: newest first, ties broken by id."""
     return created_at.desc(), row_id.desc()
 
 
 def _after(
-    created_at: InstrumentedAttribute[datetime],
-    row_id: InstrumentedAttribute[uuid.UUID],
-    keyset: Keyset,
+    created_at: Column, row_id: Column, cursor_created_at: Column, cursor_id: Column
 ) -> ColumnElement[bool]:
     """Rows strictly older than the cursor in (created_at, id) order: an index range scan."""
-    return tuple_(created_at, row_id) < tuple_(
+    return tuple_(created_at, row_id) < tuple_(cursor_created_at, cursor_id)
+
+
+def _after_keyset(created_at: Column, row_id: Column, keyset: Keyset) -> ColumnElement[bool]:
+    return _after(
+        created_at,
+        row_id,
         literal(keyset.created_at, DateTime(timezone=True)),
         literal(keyset.id, UUID(as_uuid=True)),
     )
@@ -394,7 +402,7 @@ class SpaceDAO(BaseDAO):
         if organization_id is not None:
             stmt = stmt.where(cls.organization_id == organization_id)
         if after is not None:
-            stmt = stmt.where(_after(cls.created_at, cls.id, after))
+            stmt = stmt.where(_after_keyset(cls.created_at, cls.id, after))
         return list((await session.execute(stmt)).scalars())
 
     @classmethod
@@ -708,15 +716,16 @@ class _TodoStatements:
                 page = page.where(TODOS.c.done == bindparam("with_done", type_=Boolean))
             if after:
                 page = page.where(
-                    tuple_(TODOS.c.created_at, TODOS.c.id)
-                    < tuple_(
+                    _after(
+                        TODOS.c.created_at,
+                        TODOS.c.id,
                         bindparam("after_created_at", type_=DateTime(timezone=True)),
                         bindparam("after_id", type_=UUID(as_uuid=True)),
                     )
                 )
             fetch = bindparam("fetch", type_=Integer)
             lateral_page = (
-                page.order_by(TODOS.c.created_at.desc(), TODOS.c.id.desc())
+                page.order_by(*_newest_first(TODOS.c.created_at, TODOS.c.id))
                 .limit(fetch)
                 .lateral("page")
             )
@@ -724,7 +733,7 @@ class _TodoStatements:
                 select(*lateral_page.c)
                 .select_from(visible)
                 .join(lateral_page, true())
-                .order_by(lateral_page.c.created_at.desc(), lateral_page.c.id.desc())
+                .order_by(*_newest_first(lateral_page.c.created_at, lateral_page.c.id))
                 .limit(fetch)
             )
 

@@ -78,10 +78,8 @@ def document_errors(*statuses: int) -> Callable[[F], F]:
     """
 
     def decorator(handler: F) -> F:
-        responses = getattr(handler, QUART_SCHEMA_RESPONSE_ATTRIBUTE, {})
         for status in statuses:
-            responses.setdefault(status, (ErrorOut, None))
-        setattr(handler, QUART_SCHEMA_RESPONSE_ATTRIBUTE, responses)
+            _document_response(handler, status, ErrorOut)
         return handler
 
     return decorator
@@ -89,8 +87,14 @@ def document_errors(*statuses: int) -> Callable[[F], F]:
 
 def documents_no_content(handler: F) -> F:
     """Document a 204 without a body for the route (rendered by app.openapi.Provider)."""
+    return _document_response(handler, 204, NoContent)
+
+
+def _document_response(handler: F, status: int, model: type[BaseModel]) -> F:
+    """Add a response to the route's OpenAPI entry the way quart-schema's decorators do,
+    keeping any model a decorator already gave that status."""
     responses = getattr(handler, QUART_SCHEMA_RESPONSE_ATTRIBUTE, {})
-    responses[204] = (NoContent, None)
+    responses.setdefault(status, (model, None))
     setattr(handler, QUART_SCHEMA_RESPONSE_ATTRIBUTE, responses)
     return handler
 
