@@ -11,16 +11,21 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import multiprocessing
 import os
 import signal
+import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
 import structlog
+from hypercorn.config import Config, Sockets
 from pydantic import ValidationError
+from quart import Quart
 
 from app import embedded, migrate
 from app.db import Database, DatabaseUnavailable
@@ -29,8 +34,11 @@ from app.settings import SOURCE_DIR, ConfigError, Settings
 
 log = structlog.get_logger("minor_illusion")
 
-APPLICATION_PATH = "app.main:create_app()"
+APPLICATION_PATH = "app.cli:worker_app()"
 DEFAULT_HYPERCORN_CONFIG = SOURCE_DIR / "hypercorn.toml"
+_SHUTDOWN_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+WORKER_STOP_MARGIN_S = 5.0
+"""How long a worker may take, after Hypercorn's graceful timeout, to run its own clean-up."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,12 +124,11 @@ def _database(settings: Settings) -> Iterator[str]:
 
 
 def _serve(args: argparse.Namespace, url: str, settings: Settings) -> int:
-    from hypercorn.config import Config
     from hypercorn.run import run
 
     if not args.no_migrate:
         migrate.upgrade(url)
-    config = Config.from_toml(args.config) if args.config.exists() else Config()
+    config = _ServeConfig.from_toml(args.config) if args.config.exists() else _ServeConfig()
     if args.host or args.port:
         host, _, port = config.bind[0].rpartition(":")
         config.bind = [f"{args.host or host}:{args.port or port}"]
@@ -136,7 +143,92 @@ def _serve(args: argparse.Namespace, url: str, settings: Settings) -> int:
         config.worker_class = "asyncio"
     for bind in config.bind:
         log.info("serving", url=f"http://{bind}{config.root_path}/", workers=config.workers)
-    return run(config)
+    with _stop_listening_on_shutdown():
+        exit_code = run(config)
+    # The caller stops the embedded PostgreSQL next: not while a worker still serves.
+    return _wait_for_workers(config.graceful_timeout + WORKER_STOP_MARGIN_S) or exit_code
+
+
+def worker_app() -> Quart:
+    """The app of one Hypercorn worker process, which leaves SIGTERM to the master.
+
+    Hypercorn's master stops its workers gracefully through a shared event, and spawns them
+    with SIGINT ignored so that Ctrl-C reaches only the master. SIGTERM it leaves at its
+    default, so a SIGTERM sent to the whole process group (systemd, `kill -- -PGID`) killed
+    every worker mid-request; and once the first worker has drained, the master itself
+    sends SIGTERM to the others, which killed those still finishing requests. Ignored here,
+    the master alone decides, and `_wait_for_workers` waits for every worker to drain.
+    """
+    from app.main import create_app
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return create_app()
+
+
+def _wait_for_workers(patience_s: float) -> int:
+    """Wait for the workers Hypercorn's master stopped waiting for; 1 if one failed or hung.
+
+    After a shutdown signal the master returns as soon as one worker has exited, while the
+    others may still be finishing requests (up to Hypercorn's graceful timeout, then their
+    own clean-up, which closes their database connections). A worker that outlives
+    `patience_s` is killed, as it ignores SIGTERM.
+    """
+    deadline = time.monotonic() + patience_s
+    failed = False
+    for worker in multiprocessing.active_children():
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            log.error("a worker did not stop in time; killing it", pid=worker.pid)
+            worker.kill()
+            worker.join()
+        failed = failed or worker.exitcode != 0
+    return 1 if failed else 0
+
+
+_listening: list[socket.socket] = []
+"""The master's copies of the listening sockets, to close when a shutdown signal arrives."""
+
+
+class _ServeConfig(Config):
+    """Hypercorn's config, noting the listening sockets the master creates from it."""
+
+    def create_sockets(self) -> Sockets:
+        sockets = super().create_sockets()
+        _listening.extend([*sockets.secure_sockets, *sockets.insecure_sockets])
+        return sockets
+
+
+@contextlib.contextmanager
+def _stop_listening_on_shutdown() -> Iterator[None]:
+    """Refuse new connections as soon as SIGTERM or SIGINT arrives, not once drained.
+
+    Each worker closes its copy of the listening sockets when the shutdown starts, but
+    Hypercorn's master keeps its own until every worker has finished: meanwhile the kernel
+    still completed connections into the backlog, where nobody accepted them, and reset
+    them when the master exited. The master's signal handlers are Hypercorn's; Python also
+    writes each caught signal's number to the wakeup fd, and a thread reading it closes the
+    master's copies, so the port stops listening once the workers have closed theirs.
+    """
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def close_on_signal() -> None:
+        while chunk := os.read(read_fd, 64):
+            if any(signum in chunk for signum in _SHUTDOWN_SIGNALS):
+                for sock in _listening:
+                    sock.close()
+                return
+
+    watcher = threading.Thread(target=close_on_signal, name="close-listeners", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(write_fd)  # the watcher reads end-of-file and returns, if it has not yet
+        watcher.join(timeout=5)
+        os.close(read_fd)
 
 
 async def _wait_for_database(settings: Settings, patience_seconds: float) -> int:

@@ -16,16 +16,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeAlias, TypeVar
 
+import asyncpg
 import structlog
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import greenlet_spawn
 
 from app.database_url import asyncpg_ssl_context, is_cockroachdb, normalise
+from app.driver import DriverConnection
 from app.models import SchemaDAO
 from app.settings import ConfigError, Settings
 
@@ -34,9 +38,11 @@ Session: TypeAlias = AsyncSession
 
 T = TypeVar("T")
 UnitOfWork: TypeAlias = Callable[[Session], Awaitable[T]]
+PreparedWork: TypeAlias = Callable[[DriverConnection], Awaitable[T]]
 
 SERIALIZATION_FAILURE = "40001"
 DATA_EXCEPTION_CLASS = "22"
+FOREIGN_KEY_VIOLATION = "23503"
 
 # Connection exceptions (08), operator intervention such as shutdown or a cancelled statement
 # (57), and insufficient resources such as too many connections (53): the database cannot
@@ -54,6 +60,10 @@ class InvalidData(Exception):
     """The database refused a value (SQLSTATE class 22, e.g. out of range): the client's input."""
 
 
+class MissingReference(Exception):
+    """A row the statement refers to is gone (SQLSTATE 23503), e.g. deleted concurrently."""
+
+
 class DatabaseBusy(DatabaseUnavailable):
     """Serialization retries were exhausted under contention; clients get 503 and may retry."""
 
@@ -69,9 +79,22 @@ def sqlstate_of(error: BaseException) -> str | None:
     return None
 
 
+_CONNECTION_LOST = (
+    OSError,  # ConnectionError among them
+    TimeoutError,
+    asyncpg.InterfaceError,
+    # A session the server ended (shutdown: 57P01) while its connection sat idle in the pool
+    # leaves asyncpg's protocol in an error state until it sees the socket close.
+    asyncpg.InternalClientError,
+)
+"""Errors that leave no usable connection behind: the database is (or was) out of reach."""
+
+
 def is_unavailable(error: BaseException) -> bool:
-    if isinstance(error, OSError | TimeoutError | ConnectionError):
+    if isinstance(error, _CONNECTION_LOST):
         return True
+    if isinstance(error, asyncpg.PostgresError):
+        return str(error.sqlstate).startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:
             return True
@@ -83,6 +106,30 @@ def is_unavailable(error: BaseException) -> bool:
             error.orig, OSError | TimeoutError
         )
     return False
+
+
+def _translated(error: DBAPIError | asyncpg.PostgresError) -> Exception:
+    """What a database error means for the client: 503, 422, or a bug (the error itself)."""
+    if is_unavailable(error):
+        return DatabaseUnavailable(str(sqlstate_of(error)))
+    if (sqlstate_of(error) or "").startswith(DATA_EXCEPTION_CLASS):
+        return InvalidData(str(sqlstate_of(error)))
+    if sqlstate_of(error) == FOREIGN_KEY_VIOLATION:
+        return MissingReference(str(sqlstate_of(error)))
+    return error
+
+
+def _leaves_connection_usable(error: BaseException) -> bool:
+    """Whether a connection is still fit for the pool after `error` interrupted a unit.
+
+    An error the server answered with (a constraint, a serialization failure) or one the app
+    raised between statements leaves it idle and healthy; anything else may not.
+    """
+    if isinstance(error, asyncpg.PostgresError):
+        return not is_unavailable(error)
+    if isinstance(error, _CONNECTION_LOST):
+        return False
+    return isinstance(error, Exception)  # not after a cancellation: the reply may be unread
 
 
 @dataclass(frozen=True)
@@ -160,28 +207,62 @@ class Database:
         sessions = self._autocommit_sessions if autocommit else self._sessions
         if sessions is None:
             raise RuntimeError("the database engine is not started (Database.start)")
-        attempt = 0
+
+        async def attempt() -> T:
+            async with sessions() as session, session.begin():
+                return await work(session)
+
+        return await self._retrying(attempt)
+
+    async def run_prepared(self, work: PreparedWork[T]) -> T:
+        """Run `work` on a pooled connection through the driver, each statement autocommitted.
+
+        For units made only of models.py's prebuilt statements, which run as they are on the
+        driver connection (see app.driver): the hot routes, where SQLAlchemy's session would
+        cost more CPU than the query. Same pool, isolation, retries and errors as `run`.
+        """
+        engine = self.engine
+
+        async def attempt() -> T:
+            pooled = await engine.raw_connection()
+            try:
+                return await work(DriverConnection(pooled.driver_connection, engine.dialect))
+            except BaseException as error:
+                if not _leaves_connection_usable(error):
+                    # A timeout or cancellation can leave a reply half read, and a lost
+                    # connection is lost: never hand it to another request.
+                    await greenlet_spawn(pooled.invalidate, error)
+                raise
+            finally:
+                await greenlet_spawn(pooled.close)
+
+        return await self._retrying(attempt)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Re-run `attempt` on serialization failures; turn database errors into ours."""
+        retries = 0
         while True:
             try:
-                async with sessions() as session, session.begin():
-                    return await work(session)
-            except DBAPIError as error:
-                if sqlstate_of(error) == SERIALIZATION_FAILURE:
-                    if attempt >= self.retry_policy.max_retries:
-                        self.stats.exhausted += 1
-                        log.warning("transaction retries exhausted", attempts=attempt + 1)
-                        raise DatabaseBusy("too much contention, try again") from error
-                    self.stats.retries += 1
-                    await asyncio.sleep(self.retry_policy.delay(attempt))
-                    attempt += 1
-                    continue
-                if is_unavailable(error):
-                    raise DatabaseUnavailable(str(sqlstate_of(error))) from error
-                if (sqlstate_of(error) or "").startswith(DATA_EXCEPTION_CLASS):
-                    raise InvalidData(str(sqlstate_of(error))) from error
-                raise
-            except (OSError, TimeoutError) as error:
+                return await attempt()
+            except (DBAPIError, asyncpg.PostgresError) as error:
+                if sqlstate_of(error) != SERIALIZATION_FAILURE:
+                    translated = _translated(error)
+                    if translated is error:
+                        raise
+                    raise translated from error
+                if retries >= self.retry_policy.max_retries:
+                    self.stats.exhausted += 1
+                    log.warning("transaction retries exhausted", attempts=retries + 1)
+                    raise DatabaseBusy("too much contention, try again") from error
+                self.stats.retries += 1
+                await asyncio.sleep(self.retry_policy.delay(retries))
+                retries += 1
+            except _CONNECTION_LOST as error:
                 raise DatabaseUnavailable(type(error).__name__) from error
+            except PoolTimeoutError as error:
+                # Every pooled connection stayed busy for DB_CONNECT_TIMEOUT_SECONDS: the
+                # database is too slow to keep up (or hangs), which the client may retry.
+                raise DatabaseBusy("no database connection free, try again") from error
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at; raises DatabaseUnavailable when unreachable."""
@@ -207,6 +288,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # every connection opened before the failure, so the pool heals by itself.
         pool_pre_ping=settings.db_pool_pre_ping,
         isolation_level=settings.db_isolation_level,
+        # Error messages (and so logged tracebacks) show statements without their values:
+        # registration binds a password hash, and rows carry users' text.
+        hide_parameters=True,
         connect_args={
             "timeout": settings.db_connect_timeout_seconds,
             "command_timeout": settings.db_statement_timeout_seconds,

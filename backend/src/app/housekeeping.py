@@ -1,4 +1,5 @@
-"""Background upkeep of the database while the app serves: expired idempotency keys go.
+"""Background upkeep of the database while the app serves: rows that no longer count go
+(expired idempotency keys, login attempts older than the failure window).
 
 Each worker runs it; the deletes are small batches, so overlapping runs only cost a little
 contention, which the transaction scope retries.
@@ -7,10 +8,11 @@ contention, which the transaction scope retries.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import structlog
 
-from app.db import Database, DatabaseUnavailable
+from app.db import Database, DatabaseUnavailable, UnitOfWork
 from app.models import Daos
 
 log = structlog.get_logger(__name__)
@@ -19,20 +21,26 @@ PURGE_INTERVAL_SECONDS = 3600.0
 PURGE_BATCH = 1000
 
 
-async def purge_expired_idempotency_keys(
+async def purge_expired_rows(
     database: Database, daos: Daos, interval: float = PURGE_INTERVAL_SECONDS
 ) -> None:
-    """Forever: delete expired keys in batches, then sleep `interval`; cancelled at shutdown."""
+    """Forever: delete expired rows in batches, then sleep `interval`; cancelled at shutdown."""
+    window = timedelta(seconds=database.settings.login_failure_window_seconds)
+    purges: dict[str, UnitOfWork[int]] = {
+        "idempotency_keys": lambda s: daos.idempotency_keys.purge_expired(s, PURGE_BATCH),
+        "login_attempts": lambda s: daos.login_attempts.purge_expired(s, window, PURGE_BATCH),
+    }
     while True:
-        try:
-            while (
-                purged := await database.run(
-                    lambda s: daos.idempotency_keys.purge_expired(s, PURGE_BATCH)
-                )
-            ) == PURGE_BATCH:
-                log.info("purged expired idempotency keys", count=purged)
-        except DatabaseUnavailable:
-            pass  # the next round catches up
-        except Exception:  # upkeep must never take the serving app down with it
-            log.exception("purging expired idempotency keys failed")
+        for table, purge in purges.items():
+            await _purge(database, table, purge)
         await asyncio.sleep(interval)
+
+
+async def _purge(database: Database, table: str, purge: UnitOfWork[int]) -> None:
+    try:
+        while (purged := await database.run(purge)) == PURGE_BATCH:
+            log.info("purged expired rows", table=table, count=purged)
+    except DatabaseUnavailable:
+        pass  # the next round catches up
+    except Exception:  # upkeep must never take the serving app down with it
+        log.exception("purging expired rows failed", table=table)

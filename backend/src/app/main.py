@@ -13,12 +13,18 @@ from quart_schema.typing import PydanticDumpOptions
 from app.access_log import register_access_log
 from app.api import auth, health, organizations, spaces, todos
 from app.api.context import BEARER_SCHEME
+from app.body_limits import register_body_limits
+from app.cors import register_cors
 from app.db import Database
 from app.errors import register_error_handlers
-from app.housekeeping import purge_expired_idempotency_keys
+from app.gc_tuning import tune_for_serving
+from app.housekeeping import purge_expired_rows
+from app.json_limits import register_json_limits
 from app.logs import configure_logging
+from app.metrics import register_metrics
 from app.models import Daos
 from app.openapi import Provider
+from app.security_headers import register_security_headers
 from app.settings import Settings
 
 
@@ -50,6 +56,11 @@ def create_app(
     )
     register_error_handlers(app)
     register_access_log(app)
+    register_body_limits(app)
+    register_json_limits(app, settings.max_json_depth)
+    register_security_headers(app, settings.hsts_max_age_seconds)
+    register_metrics(app, settings)  # before CORS: its clock also times answered preflights
+    register_cors(app, settings.cors_origin_set)
     for blueprint in (health.bp, auth.bp, organizations.bp, spaces.bp, todos.bp):
         app.register_blueprint(blueprint)
 
@@ -58,8 +69,9 @@ def create_app(
         settings.signing_key()  # refuse to serve without a key rather than fail at first login
         database = app.extensions["database"]
         await database.start()
+        tune_for_serving()  # last: what start-up created lives as long as the process
         app.extensions["housekeeping"] = asyncio.create_task(
-            purge_expired_idempotency_keys(database, app.extensions["daos"])
+            purge_expired_rows(database, app.extensions["daos"])
         )
 
     @app.after_serving

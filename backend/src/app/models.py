@@ -10,11 +10,12 @@ conflicts are handled with `ON CONFLICT`, and nothing relies on sequences or adv
 from __future__ import annotations
 
 import enum
+import math
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, TypeAlias, cast
+from typing import Any, ClassVar, Protocol, TypeAlias, cast
 
 from sqlalchemy import (
     BindParameter,
@@ -36,6 +37,7 @@ from sqlalchemy import (
     UnaryExpression,
     UniqueConstraint,
     and_,
+    any_,
     bindparam,
     delete,
     exists,
@@ -48,13 +50,14 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, aliased, mapped_column
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
+from app.driver import DriverConnection
 from app.pagination import Keyset
 
 NAMING_CONVENTION = {
@@ -112,6 +115,13 @@ class UserDAO(BaseDAO):
     @classmethod
     async def get(cls, session: AsyncSession, user_id: uuid.UUID) -> UserDAO | None:
         return (await session.execute(select(cls).where(cls.id == user_id))).scalar_one_or_none()
+
+    @classmethod
+    async def exists(cls, session: Executor, user_id: uuid.UUID) -> bool:
+        """Whether the user is still there. Asked only after a request found nothing, to
+        tell a deleted user's unexpired token (401) from a plain miss (404), so the
+        requests that find something never pay for it."""
+        return await _one_or_none(session, _USER_EXISTS, {"user_id": user_id}) is not None
 
     @classmethod
     async def set_password_hash(
@@ -470,14 +480,14 @@ class TodoDAO(BaseDAO):
         return (await session.execute(stmt)).scalar_one()
 
     # The hot paths below run statements built once per shape, with bind parameters, and
-    # read plain rows instead of ORM objects: per request, SQLAlchemy then only looks up its
-    # compiled form, and nothing is constructed or tracked for the identity map. Parameter
+    # read plain rows instead of ORM objects: each is compiled once per dialect, and runs on
+    # a session or straight on the driver (`Database.run_prepared`, see app.driver). Parameter
     # names never equal a column name: in an INSERT or UPDATE those are reserved for values.
 
     @classmethod
     async def create_visible(
         cls,
-        session: AsyncSession,
+        session: Executor,
         *,
         space_id: uuid.UUID,
         user_id: uuid.UUID,
@@ -497,7 +507,7 @@ class TodoDAO(BaseDAO):
 
     @classmethod
     async def get_visible(
-        cls, session: AsyncSession, todo_id: uuid.UUID, user_id: uuid.UUID
+        cls, session: Executor, todo_id: uuid.UUID, user_id: uuid.UUID
     ) -> TodoRow | None:
         params = {"todo_id": todo_id, "caller_id": user_id}
         return await _one_or_none(session, _todo_statements.get(), params)
@@ -505,7 +515,7 @@ class TodoDAO(BaseDAO):
     @classmethod
     async def page_visible(
         cls,
-        session: AsyncSession,
+        session: Executor,
         user_id: uuid.UUID,
         *,
         space_id: uuid.UUID | None,
@@ -533,7 +543,7 @@ class TodoDAO(BaseDAO):
     @classmethod
     async def update_permitted(
         cls,
-        session: AsyncSession,
+        session: Executor,
         todo_id: uuid.UUID,
         user_id: uuid.UUID,
         changes: Mapping[str, object],
@@ -545,12 +555,9 @@ class TodoDAO(BaseDAO):
         stmt = _todo_statements.update(tuple(sorted(changes)), versions is not None)
         params: dict[str, object] = {"todo_id": todo_id, "caller_id": user_id}
         params.update({f"new_{name}": value for name, value in changes.items()})
-        if versions is None:
-            return await _one_or_none(session, stmt, params)
-        # An IN list of as many parameters as versions: SQLAlchemy renders it per call.
-        params["versions"] = list(versions)
-        connection = await session.connection()
-        return (await connection.execute(stmt, params)).one_or_none()
+        if versions is not None:
+            params["versions"] = list(versions)
+        return await _one_or_none(session, stmt, params)
 
     @classmethod
     def _changeable_by(cls, user_id: uuid.UUID | BindParameter[uuid.UUID]) -> Exists:
@@ -565,39 +572,24 @@ class TodoDAO(BaseDAO):
     @classmethod
     async def delete_permitted(
         cls,
-        session: AsyncSession,
+        session: Executor,
         todo_id: uuid.UUID,
         user_id: uuid.UUID,
         versions: Collection[int] | None = None,
     ) -> bool:
-        stmt = (
-            delete(cls)
-            .where(cls.id == todo_id, cls._changeable_by(user_id))
-            .returning(cls.id)
-            .execution_options(synchronize_session=False)
-        )
+        params: dict[str, object] = {"todo_id": todo_id, "caller_id": user_id}
         if versions is not None:
-            stmt = stmt.where(cls.version.in_(list(versions)))
-        return (await session.execute(stmt)).scalar_one_or_none() is not None
+            params["versions"] = list(versions)
+        stmt = _todo_statements.delete(versions is not None)
+        return await _one_or_none(session, stmt, params) is not None
 
     @classmethod
     async def access_of(
-        cls, session: AsyncSession, todo_id: uuid.UUID, user_id: uuid.UUID
+        cls, session: Executor, todo_id: uuid.UUID, user_id: uuid.UUID
     ) -> TodoAccess | None:
         """The todo's version and author and the caller's role; None if the caller can't see it."""
-        stmt = (
-            select(cls.version, cls.user_id, MembershipDAO.role)
-            .join(SpaceDAO, SpaceDAO.id == cls.space_id)
-            .join(
-                MembershipDAO,
-                and_(
-                    MembershipDAO.organization_id == SpaceDAO.organization_id,
-                    MembershipDAO.user_id == user_id,
-                ),
-            )
-            .where(cls.id == todo_id)
-        )
-        row = (await session.execute(stmt)).one_or_none()
+        params = {"todo_id": todo_id, "caller_id": user_id}
+        row = await _one_or_none(session, _todo_statements.access(), params)
         if row is None:
             return None
         return TodoAccess(version=row.version, author_id=row.user_id, caller_role=Role(row.role))
@@ -608,28 +600,59 @@ class TodoDAO(BaseDAO):
         return (await session.execute(stmt)).scalar_one()
 
 
-TodoRow: TypeAlias = Row[Any]
-"""A todo as a plain row: the todos columns, by name (`row.title`, `row.version`)."""
+class TodoRow(Protocol):
+    """A todo as a plain row, from a session (SQLAlchemy's Row) or the driver (DriverRow)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def space_id(self) -> uuid.UUID: ...
+    @property
+    def user_id(self) -> uuid.UUID: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+    def _asdict(self) -> dict[str, Any]: ...
 
 
-async def _rows(
-    session: AsyncSession, stmt: Executable, params: Mapping[str, object]
-) -> Sequence[Row[Any]]:
-    """Run one of the prebuilt hot statements on the session's connection, as SQL compiled
-    once per dialect: per request, SQLAlchemy neither walks the statement for its cache key
-    nor goes through the ORM layer, which has nothing to add to plain rows. The driver
-    prepares the SQL once per connection and reuses it.
+Executor: TypeAlias = AsyncSession | DriverConnection
+"""What the hot statements run on: a session's transaction, or a driver connection."""
+
+
+async def _rows(session: Executor, stmt: Executable, params: Mapping[str, object]) -> Sequence[Any]:
+    """Run one of the prebuilt hot statements as SQL compiled once per dialect: per request,
+    SQLAlchemy neither walks the statement for its cache key nor goes through the ORM layer,
+    which has nothing to add to plain rows. The driver prepares the SQL once per connection
+    and reuses it. Rows answer `row.name` and `row._asdict()` on either path.
     """
+    if isinstance(session, DriverConnection):
+        sql, names, defaults = _compiled(session.dialect, stmt)
+        return await session.fetch(sql, _arguments(names, defaults, params))
     connection = await session.connection()
     sql, names, defaults = _compiled(connection.dialect, stmt)
-    values = {**defaults, **params}
-    result = await connection.exec_driver_sql(sql, tuple(values[name] for name in names))
+    result = await connection.exec_driver_sql(sql, _arguments(names, defaults, params))
     return result.all()
 
 
+def _arguments(
+    names: tuple[str, ...], defaults: Mapping[str, object], params: Mapping[str, object]
+) -> tuple[object, ...]:
+    return tuple(params[name] if name in params else defaults[name] for name in names)
+
+
 async def _one_or_none(
-    session: AsyncSession, stmt: Executable, params: Mapping[str, object]
-) -> Row[Any] | None:
+    session: Executor, stmt: Executable, params: Mapping[str, object]
+) -> Any | None:
     rows = await _rows(session, stmt, params)
     return rows[0] if rows else None
 
@@ -754,12 +777,54 @@ class _TodoStatements:
                 .returning(*TODOS.c)
             )
             if by_version:
-                stmt = stmt.where(TODOS.c.version.in_(bindparam("versions", expanding=True)))
+                stmt = stmt.where(self._version_in())
             return stmt
 
         return self._cached(("update", fields, by_version), build)
 
+    def delete(self, by_version: bool) -> Executable:
+        def build() -> Executable:
+            stmt = (
+                delete(TODOS)
+                .where(
+                    TODOS.c.id == bindparam("todo_id", type_=UUID(as_uuid=True)),
+                    TodoDAO._changeable_by(self._caller()),
+                )
+                .returning(TODOS.c.id)
+            )
+            if by_version:
+                stmt = stmt.where(self._version_in())
+            return stmt
 
+        return self._cached(("delete", by_version), build)
+
+    def access(self) -> Executable:
+        def build() -> Executable:
+            return (
+                select(TODOS.c.version, TODOS.c.user_id, MembershipDAO.role)
+                .join(SpaceDAO, SpaceDAO.id == TODOS.c.space_id)
+                .join(
+                    MembershipDAO,
+                    and_(
+                        MembershipDAO.organization_id == SpaceDAO.organization_id,
+                        MembershipDAO.user_id == self._caller(),
+                    ),
+                )
+                .where(TODOS.c.id == bindparam("todo_id", type_=UUID(as_uuid=True)))
+            )
+
+        return self._cached(("access",), build)
+
+    @staticmethod
+    def _version_in() -> ColumnElement[bool]:
+        """`version = ANY($n)`: one array parameter for any number of If-Match versions, so
+        the statement's text, and its prepared form, stay the same whatever the count."""
+        return TODOS.c.version == any_(bindparam("versions", type_=ARRAY(Integer)))
+
+
+_USER_EXISTS = select(UserDAO.id).where(
+    UserDAO.id == bindparam("user_id", type_=UUID(as_uuid=True))
+)
 TODOS = cast(Table, TodoDAO.__table__)
 _todo_statements = _TodoStatements()
 
@@ -846,6 +911,199 @@ class IdempotencyKeyDAO(BaseDAO):
         return len((await session.execute(stmt)).all())
 
 
+@dataclass(frozen=True)
+class LoginLimits:
+    """How many failed logins one user name, and one client address, may have in `window`,
+    and how many more password checks each may have in progress at once beyond that."""
+
+    max_per_user: int
+    max_per_address: int
+    window: timedelta
+    max_concurrent_checks: int = 0
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """An attempt recorded as in progress, with the user whose password to check (id and
+    hash None when no user has that name)."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID | None = None
+    password_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class LoginRefused:
+    """A limit is reached: nothing was recorded, and the password must not be checked."""
+
+    retry_after_seconds: int
+
+
+LOGIN_ADDRESS_LENGTH = 64
+"""Room for any IP address; longer peer names (not addresses) are cut to it."""
+
+LOGIN_CHECK_TIMEOUT = timedelta(seconds=60)
+"""An attempt still in progress after this long was never settled (its process died while
+checking the password): from then on it counts as failed."""
+
+IN_PROGRESS_RETRY_AFTER_SECONDS = 1
+"""Retry-After when only attempts still in progress make up a limit: they settle within about
+a second, and if they succeed the limit is no longer reached."""
+
+
+def login_retry_after(
+    now: datetime, window: timedelta, *limits: tuple[datetime | None, datetime | None]
+) -> int | None:
+    """Whole seconds until every limit reached frees up, or None when none is reached.
+
+    Each limit is `(reached_since, failed_since)`: the creation time of its (N + C)-th newest
+    attempt in the window, counting attempts in progress, and of its N-th newest failed one
+    (None: fewer, not reached). With N failures the limit frees up when the N-th newest
+    leaves the window; when attempts in progress make up the count, soon.
+    """
+    waits: list[float] = []
+    for reached_since, failed_since in limits:
+        if failed_since is not None:
+            waits.append((failed_since + window - now).total_seconds())
+        elif reached_since is not None:
+            waits.append(IN_PROGRESS_RETRY_AFTER_SECONDS)
+    if not waits:
+        return None
+    return max(1, math.ceil(max(waits)))
+
+
+class LoginAttemptDAO(BaseDAO):
+    """Failed logins, and logins whose password is being checked, per user name and address.
+
+    Shared by every worker and replica through the database. An attempt is recorded, as in
+    progress, by the same statement that checks the limits, before its password is checked:
+    concurrent requests cannot all pass the check before any failure is counted, so no more
+    than N + C attempts for one user name (or one address) are ever failed or in progress
+    within the window (exactly so at SERIALIZABLE, the default isolation level), where C
+    (`max_concurrent_checks`) lets a client log in over several connections at once. A failed
+    check leaves its row as a failure; a successful one deletes it with the name's earlier
+    failures. Rows older than the window no longer count and are purged.
+    """
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        # The N-th newest attempt of a name or an address: a short backwards range scan.
+        Index(None, "user_name", "created_at"),
+        Index(None, "address", "created_at"),
+        Index(None, "created_at"),  # the purge
+    )
+
+    user_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    address: Mapped[str] = mapped_column(String(LOGIN_ADDRESS_LENGTH), nullable=False)
+    in_progress: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
+
+    @classmethod
+    async def begin(
+        cls, session: AsyncSession, user_name: str, address: str, limits: LoginLimits
+    ) -> LoginAttempt | LoginRefused:
+        """Check both limits and, unless one is reached, record the attempt as in progress
+        and read the user's password hash: one statement, so one round trip.
+
+        Its reads and its insert are one serializable statement: two concurrent attempts
+        that could both exceed a limit conflict, and the loser is re-run (SQLSTATE 40001).
+        """
+        in_window = cls.created_at > func.now() - limits.window
+        failed = or_(~cls.in_progress, cls.created_at <= func.now() - LOGIN_CHECK_TIMEOUT)
+
+        def nth_newest(
+            key: ColumnElement[bool], n: int, *only: ColumnElement[bool]
+        ) -> ColumnElement[datetime]:
+            return (
+                select(cls.created_at)
+                .where(key, in_window, *only)
+                .order_by(cls.created_at.desc())
+                .offset(n - 1)
+                .limit(1)
+                .scalar_subquery()
+            )
+
+        by_user = cls.user_name == user_name
+        by_address = cls.address == address
+        concurrent = limits.max_concurrent_checks
+        checked = select(
+            nth_newest(by_user, limits.max_per_user + concurrent).label("user_reached_since"),
+            nth_newest(by_user, limits.max_per_user, failed).label("user_failed_since"),
+            nth_newest(by_address, limits.max_per_address + concurrent).label(
+                "address_reached_since"
+            ),
+            nth_newest(by_address, limits.max_per_address, failed).label("address_failed_since"),
+            func.now().label("checked_at"),
+        ).cte("checked")
+        allowed = select(literal(user_name, String), literal(address, String)).where(
+            checked.c.user_reached_since.is_(None),
+            checked.c.user_failed_since.is_(None),
+            checked.c.address_reached_since.is_(None),
+            checked.c.address_failed_since.is_(None),
+        )
+        recorded = (
+            insert(cls)
+            .from_select(["user_name", "address"], allowed)
+            .returning(cls.id)
+            .cte("recorded")
+        )
+        stmt = (
+            select(
+                checked,
+                select(recorded.c.id).scalar_subquery().label("attempt_id"),
+                UserDAO.id.label("user_id"),
+                UserDAO.password_hash,
+            )
+            .select_from(checked)
+            .outerjoin(UserDAO, UserDAO.name == user_name)
+        )
+        row = (await session.execute(stmt)).one()
+        retry_after = login_retry_after(
+            row.checked_at,
+            limits.window,
+            (row.user_reached_since, row.user_failed_since),
+            (row.address_reached_since, row.address_failed_since),
+        )
+        if retry_after is not None:
+            return LoginRefused(retry_after)
+        return LoginAttempt(id=row.attempt_id, user_id=row.user_id, password_hash=row.password_hash)
+
+    @classmethod
+    async def fail(cls, session: AsyncSession, attempt_id: uuid.UUID) -> None:
+        """The password was wrong (or the name unknown): the attempt stays, as a failure."""
+        stmt = (
+            update(cls)
+            .where(cls.id == attempt_id)
+            .values(in_progress=False)
+            .execution_options(synchronize_session=False)
+        )
+        await session.execute(stmt)
+
+    @classmethod
+    async def succeed(cls, session: AsyncSession, attempt_id: uuid.UUID, user_name: str) -> None:
+        """The password was right: forget the attempt and the name's failures, but not other
+        attempts for the name still in progress, which may yet fail."""
+        settled = or_(
+            cls.id == attempt_id,
+            ~cls.in_progress,
+            cls.created_at <= func.now() - LOGIN_CHECK_TIMEOUT,
+        )
+        stmt = (
+            delete(cls)
+            .where(cls.user_name == user_name, settled)
+            .execution_options(synchronize_session=False)
+        )
+        await session.execute(stmt)
+
+    @classmethod
+    async def purge_expired(
+        cls, session: AsyncSession, window: timedelta, batch: int = 1000
+    ) -> int:
+        """Delete up to `batch` attempts older than `window`, which no longer count."""
+        expired = select(cls.id).where(cls.created_at <= func.now() - window).limit(batch)
+        stmt = delete(cls).where(cls.id.in_(expired)).returning(cls.id)
+        return len((await session.execute(stmt)).all())
+
+
 class SchemaDAO:
     """Statements about the schema itself rather than any table of the app."""
 
@@ -887,6 +1145,7 @@ class Daos:
     spaces: type[SpaceDAO]
     todos: type[TodoDAO]
     idempotency_keys: type[IdempotencyKeyDAO]
+    login_attempts: type[LoginAttemptDAO]
 
     @classmethod
     def real(cls) -> Daos:
@@ -897,4 +1156,5 @@ class Daos:
             spaces=SpaceDAO,
             todos=TodoDAO,
             idempotency_keys=IdempotencyKeyDAO,
+            login_attempts=LoginAttemptDAO,
         )

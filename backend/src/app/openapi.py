@@ -1,7 +1,13 @@
-"""The OpenAPI document, with what quart-schema cannot say by itself: bodiless responses.
+"""The OpenAPI document, with what quart-schema cannot say by itself.
 
-quart-schema documents a response through a model; a 204 has no body, so routes mark it with
-`documents_no_content` and this provider writes it without any content.
+- Bodiless responses: quart-schema documents a response through a model; a 204 has no body,
+  so routes mark it with `documents_no_content` and this provider writes it without content.
+- Required bodies: every body this API reads is required (without one the request is a 422),
+  but quart-schema leaves `requestBody` optional, which tells clients and fuzzers otherwise.
+- Malformed and oversized bodies: any operation that reads a body answers 400 to one that is
+  not JSON (or not UTF-8) and 413 to one larger than MAX_BODY_BYTES, whatever the route.
+- UUID path parameters: quart-schema documents `<uuid:...>` as any string; any other string
+  matches no route and is a 404, so the document says `format: uuid`.
 """
 
 from __future__ import annotations
@@ -10,8 +16,12 @@ from typing import Any
 
 from quart_schema import OpenAPIProvider
 from quart_schema.typing import Model
+from quart_schema.validation import DataSource
+from werkzeug.routing import BaseConverter, Rule, UUIDConverter
 
-from app.schemas import NoContent
+from app.schemas import ErrorOut, NoContent
+
+BODY_ERRORS = (400, 413)
 
 
 class Provider(OpenAPIProvider):
@@ -21,3 +31,30 @@ class Provider(OpenAPIProvider):
         if model is NoContent:
             return {"description": "No Content"}, {}
         return super().build_response_object(model, headers_model)
+
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        paths, components = super().build_paths(rule)
+        for operations in paths.values():
+            for operation in operations.values():
+                if "requestBody" not in operation:
+                    continue
+                error, error_components = self.build_response_object(ErrorOut, None)
+                components.update(error_components)
+                # The operations of a rule share one `responses` dict: copy before adding.
+                operation["responses"] = {
+                    **dict.fromkeys(BODY_ERRORS, error),
+                    **operation["responses"],
+                }
+        return paths, components
+
+    def build_request_body(
+        self, model: type[Model], source: DataSource
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        request_body, components = super().build_request_body(model, source)
+        return {**request_body, "required": True}, components
+
+    def build_path_parameter(self, name: str, converter: BaseConverter) -> dict[str, Any]:
+        parameter = super().build_path_parameter(name, converter)
+        if isinstance(converter, UUIDConverter):
+            parameter["schema"] = {"type": "string", "format": "uuid"}
+        return parameter

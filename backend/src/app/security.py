@@ -3,9 +3,14 @@
 Hashing is deliberately slow, so it runs off the event loop, in a small pool of its own whose
 threads run at the lowest CPU priority: a burst of logins (or a password-guessing client)
 waits its turn instead of starving every other request of CPU or of memory (each hash holds
-ARGON2_MEMORY_KIB while it runs, so the pool size bounds that memory too). Unknown users are
-checked against a dummy hash so that they cost the same time as a wrong password and cannot
-be told apart.
+ARGON2_MEMORY_KIB while it runs, so the pool size bounds that memory too).
+
+Every failed check does the same argon2 work, so response times do not tell user names apart:
+an unknown user (or one whose stored hash cannot be read) is checked against a dummy hash made
+with the current parameters, exactly like a wrong password against a current hash. A stored
+hash made with older (cheaper) parameters costs what those cost, and a success then re-hashes
+at the current ones; a failure verifies the dummy instead, so it too costs the current work
+plus the older parameters' small share, not noticeably less than an unknown user.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -42,6 +47,31 @@ password_hasher = PasswordHasher(
     time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_KIB, parallelism=ARGON2_PARALLELISM
 )
 _DUMMY_HASH = password_hasher.hash("dummy password used to time unknown users")
+"""Made by `password_hasher` itself, so it always has the current parameters."""
+
+
+@dataclass
+class HashingStats:
+    """The argon2 work done, by kind: lets tests prove that every way a login fails costs the
+    same hashing, without timing it."""
+
+    current_verifications: int = 0
+    """Of a hash with the current parameters: a stored one or the dummy."""
+    legacy_verifications: int = 0
+    """Of a stored hash made with other parameters."""
+    hashes: int = 0
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    def count(self, *, current: int = 0, legacy: int = 0, hashes: int = 0) -> None:
+        with self._lock:  # two hashing threads
+            self.current_verifications += current
+            self.legacy_verifications += legacy
+            self.hashes += hashes
+
+
+hashing_stats = HashingStats()
 
 
 def _lowest_priority() -> None:
@@ -71,24 +101,46 @@ class PasswordCheck:
 
 
 async def hash_password(password: str) -> str:
-    return await _off_loop(password_hasher.hash, password)
+    return await _off_loop(_hash_sync, password)
+
+
+def _hash_sync(password: str) -> str:
+    password_hash = password_hasher.hash(password)
+    hashing_stats.count(hashes=1)
+    return password_hash
 
 
 async def check_password(password: str, stored_hash: str | None) -> PasswordCheck:
-    """Verify `password`; with no stored hash (unknown user) spend the same time and fail."""
+    """Verify `password`; with no stored hash (unknown user) spend the same work and fail."""
     return await _off_loop(_check_password_sync, password, stored_hash)
 
 
 def _check_password_sync(password: str, stored_hash: str | None) -> PasswordCheck:
     try:
-        password_hasher.verify(stored_hash or _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
+        legacy = stored_hash is not None and password_hasher.check_needs_rehash(stored_hash)
+        valid = _verify(stored_hash or _DUMMY_HASH, password, legacy=legacy)
+    except InvalidHashError:  # unreadable: fails, and must not fail faster than a real check
+        _verify(_DUMMY_HASH, password, legacy=False)
         return PasswordCheck(valid=False)
     if stored_hash is None:
         return PasswordCheck(valid=False)
-    if password_hasher.check_needs_rehash(stored_hash):
-        return PasswordCheck(valid=True, new_hash=password_hasher.hash(password))
-    return PasswordCheck(valid=True)
+    if not legacy:
+        return PasswordCheck(valid=valid)
+    if valid:
+        return PasswordCheck(valid=True, new_hash=_hash_sync(password))
+    _verify(_DUMMY_HASH, password, legacy=False)  # the current-parameter work of a re-hash
+    return PasswordCheck(valid=False)
+
+
+def _verify(password_hash: str, password: str, *, legacy: bool) -> bool:
+    """Whether `password` matches; InvalidHashError (raised before any hashing) propagates."""
+    try:
+        password_hasher.verify(password_hash, password)
+        matched = True
+    except VerificationError:
+        matched = False
+    hashing_stats.count(current=0 if legacy else 1, legacy=1 if legacy else 0)
+    return matched
 
 
 def issue_token(user_id: uuid.UUID, key: str, ttl_seconds: int) -> str:
@@ -97,24 +149,30 @@ def issue_token(user_id: uuid.UUID, key: str, ttl_seconds: int) -> str:
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def verify_token(token: str, key: str) -> uuid.UUID:
+def verify_token(token: str, keys: str | tuple[str, ...]) -> uuid.UUID:
     """The user id a valid token names; anything else raises InvalidToken.
 
-    A client sends the same token with every request, so a verified token is remembered
-    (with its expiry, checked every time): the signature is checked once, not per request.
+    `keys` is the signing key, or the keys accepted during a rotation (`verification_keys`
+    of the settings), tried in order. A client sends the same token with every request, so
+    a verified token is remembered (with its expiry, checked every time): the signature is
+    checked once, not per request.
     """
-    user_id, expires_at = _verified(token, key)
+    user_id, expires_at = _verified(token, keys)
     if time.time() >= expires_at:
         raise InvalidToken("ExpiredSignatureError")
     return user_id
 
 
 @functools.lru_cache(maxsize=4096)
-def _verified(token: str, key: str) -> tuple[uuid.UUID, float]:
-    try:
-        claims = jwt.decode(
-            token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "iat"]}
-        )
-        return uuid.UUID(claims["sub"]), float(claims["exp"])
-    except (jwt.PyJWTError, ValueError, TypeError) as error:
-        raise InvalidToken(type(error).__name__) from None
+def _verified(token: str, keys: str | tuple[str, ...]) -> tuple[uuid.UUID, float]:
+    for key in (keys,) if isinstance(keys, str) else keys:
+        try:
+            claims = jwt.decode(
+                token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "iat"]}
+            )
+            return uuid.UUID(claims["sub"]), float(claims["exp"])
+        except jwt.InvalidSignatureError:
+            continue  # PyJWT checks the signature before the claims: try the next key
+        except (jwt.PyJWTError, ValueError, TypeError) as error:
+            raise InvalidToken(type(error).__name__) from None
+    raise InvalidToken("InvalidSignatureError")

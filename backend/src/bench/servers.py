@@ -90,13 +90,14 @@ def serve_env(database_url: str, data_dir: Path) -> dict[str, str]:
     """The caller's environment (pool sizes, isolation level, ... pass through) plus ours.
 
     DATABASE_URL points at the benchmark's embedded PostgreSQL, so the service does not start
-    one of its own; DATA_DIR is a scratch folder so nothing touches `backend/src/.data`.
+    one of its own; DATA_DIR is a scratch folder so nothing touches `backend/src/.data`. The
+    log level is the service's default (INFO, one access line per request, into serve.log)
+    unless the caller sets LOG_LEVEL: measured as it runs, not with its logging turned off.
     """
     env = {key: value for key, value in os.environ.items() if key not in _DROPPED_ENV}
     env.update(
         DATABASE_URL=database_url,
         SECRET_KEY=BENCH_SECRET_KEY,
-        LOG_LEVEL="WARNING",
         DATA_DIR=str(data_dir),
     )
     return env

@@ -14,15 +14,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar, cast
 
-from app.db import Database, DatabaseUnavailable, UnitOfWork
+from app.db import Database, DatabaseUnavailable, PreparedWork, UnitOfWork
 from app.migrate import head_revision
 from app.models import (
+    LOGIN_CHECK_TIMEOUT,
     Daos,
+    LoginAttempt,
+    LoginLimits,
+    LoginRefused,
     MemberAddRefusal,
     NewMember,
     OrganizationWithRole,
     Role,
     TodoAccess,
+    login_retry_after,
 )
 from app.pagination import Keyset
 from app.settings import Settings
@@ -90,6 +95,10 @@ class FakeUserDAO:
     @classmethod
     async def get_by_name(cls, session: Any, name: str) -> FakeUser | None:
         return next((copy.copy(u) for u in cls.rows.values() if u.name == name), None)
+
+    @classmethod
+    async def exists(cls, session: Any, user_id: uuid.UUID) -> bool:
+        return user_id in cls.rows
 
     @classmethod
     async def get(cls, session: Any, user_id: uuid.UUID) -> FakeUser | None:
@@ -458,6 +467,96 @@ class FakeIdempotencyKeyDAO:
         return len(expired)
 
 
+@dataclass
+class FakeLoginAttempt(FakeRow):
+    user_name: str = ""
+    address: str = ""
+    in_progress: bool = True
+
+
+class FakeLoginAttemptDAO:
+    """Tests move `created_at` back in time to let the window pass."""
+
+    rows: ClassVar[dict[uuid.UUID, FakeLoginAttempt]] = {}
+
+    @classmethod
+    def _failed(cls, row: FakeLoginAttempt, now: datetime) -> bool:
+        return not row.in_progress or row.created_at <= now - LOGIN_CHECK_TIMEOUT
+
+    @classmethod
+    def _limit(
+        cls, now: datetime, window: timedelta, n: int, concurrent: int, key: str, value: str
+    ) -> tuple[datetime | None, datetime | None]:
+        """The (N + C)-th newest attempt in the window, and the N-th newest failed one."""
+        rows = [r for r in cls.rows.values() if getattr(r, key) == value]
+        counted = sorted((r.created_at for r in rows if r.created_at > now - window), reverse=True)
+        failed = sorted(
+            (r.created_at for r in rows if r.created_at > now - window and cls._failed(r, now)),
+            reverse=True,
+        )
+        return (
+            counted[n + concurrent - 1] if len(counted) >= n + concurrent else None,
+            failed[n - 1] if len(failed) >= n else None,
+        )
+
+    @classmethod
+    async def begin(
+        cls, session: Any, user_name: str, address: str, limits: LoginLimits
+    ) -> LoginAttempt | LoginRefused:
+        now = _now()
+        retry_after = login_retry_after(
+            now,
+            limits.window,
+            cls._limit(
+                now,
+                limits.window,
+                limits.max_per_user,
+                limits.max_concurrent_checks,
+                "user_name",
+                user_name,
+            ),
+            cls._limit(
+                now,
+                limits.window,
+                limits.max_per_address,
+                limits.max_concurrent_checks,
+                "address",
+                address,
+            ),
+        )
+        if retry_after is not None:
+            return LoginRefused(retry_after)
+        row = FakeLoginAttempt(user_name=user_name, address=address, created_at=now)
+        cls.rows[row.id] = row
+        found = await FakeUserDAO.get_by_name(session, user_name)
+        if found is None:
+            return LoginAttempt(id=row.id)
+        return LoginAttempt(id=row.id, user_id=found.id, password_hash=found.password_hash)
+
+    @classmethod
+    async def fail(cls, session: Any, attempt_id: uuid.UUID) -> None:
+        if attempt_id in cls.rows:
+            cls.rows[attempt_id].in_progress = False
+            cls.rows[attempt_id].updated_at = _now()
+
+    @classmethod
+    async def succeed(cls, session: Any, attempt_id: uuid.UUID, user_name: str) -> None:
+        now = _now()
+        for key in [
+            key
+            for key, row in cls.rows.items()
+            if row.user_name == user_name and (key == attempt_id or cls._failed(row, now))
+        ]:
+            del cls.rows[key]
+
+    @classmethod
+    async def purge_expired(cls, session: Any, window: timedelta, batch: int = 1000) -> int:
+        expired = [k for k, r in cls.rows.items() if r.created_at <= _now() - window][:batch]
+        for key in expired:
+            del cls.rows[key]
+        return len(expired)
+
+
 def _is_member(organization_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     return any(
         m.organization_id == organization_id and m.user_id == user_id
@@ -480,6 +579,7 @@ FAKE_DAOS = (
     FakeSpaceDAO,
     FakeTodoDAO,
     FakeIdempotencyKeyDAO,
+    FakeLoginAttemptDAO,
 )
 
 
@@ -493,6 +593,7 @@ def fake_daos() -> Daos:
         spaces=cast(Any, FakeSpaceDAO),
         todos=cast(Any, FakeTodoDAO),
         idempotency_keys=cast(Any, FakeIdempotencyKeyDAO),
+        login_attempts=cast(Any, FakeLoginAttemptDAO),
     )
 
 
@@ -527,6 +628,9 @@ class FakeDatabase(Database):
                 dao.rows.clear()
                 dao.rows.update(rows)
             raise
+
+    async def run_prepared(self, work: PreparedWork[Any]) -> Any:
+        return await self.run(cast(Any, work))
 
     async def schema_revision(self) -> str | None:
         if not self.available:

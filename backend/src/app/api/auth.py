@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -9,11 +11,25 @@ from quart import Blueprint, request
 from quart_schema import document_request, validate_response
 from quart_schema.validation import RequestSchemaValidationError
 
-from app.api.context import current_user_id, daos, requires_auth, settings, transaction
-from app.api.validation import json_body
+from app.api.context import (
+    current_user_id,
+    daos,
+    document_errors,
+    requires_auth,
+    settings,
+    transaction,
+)
+from app.api.validation import json_body, request_json
 from app.db import Session
-from app.errors import Conflict, Unauthorized
-from app.models import OrganizationWithRole, UserDAO
+from app.errors import Conflict, TooManyRequests, Unauthorized
+from app.metrics import record_login_failure
+from app.models import (
+    LOGIN_ADDRESS_LENGTH,
+    LoginLimits,
+    LoginRefused,
+    OrganizationWithRole,
+    UserDAO,
+)
 from app.schemas import (
     LoginRequest,
     MeOut,
@@ -30,6 +46,7 @@ FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
 
 @bp.post("/auth/register")
+@document_errors(409, 422)
 @json_body(RegisterRequest)
 @validate_response(UserOut, 201)
 async def register(data: RegisterRequest) -> tuple[UserOut, int]:
@@ -43,28 +60,66 @@ async def register(data: RegisterRequest) -> tuple[UserOut, int]:
 
 
 @bp.post("/auth/login")
+@document_errors(401, 422, 429)
 @document_request(LoginRequest)
 @validate_response(TokenOut, 200)
 async def login() -> TokenOut:
     """Exchange a user name and password for a bearer token (JSON or OAuth2 form body).
 
-    Unknown users and wrong passwords get the same 401 after the same amount of work.
+    Unknown users and wrong passwords get the same 401 after the same amount of work. After
+    too many failed logins for the user name, or from the client's address, within the
+    window, the answer is 429 with `Retry-After` (seconds), and the password is not checked.
     """
     credentials = await _login_request()
-    user = await transaction(
-        lambda s: daos().users.get_by_name(s, credentials.username), autocommit=True
+    name, address, limits = credentials.username, client_address(request.remote_addr), _limits()
+    attempt = await transaction(
+        lambda s: daos().login_attempts.begin(s, name, address, limits), autocommit=True
     )
-    check = await check_password(credentials.password, user.password_hash if user else None)
-    if user is None or not check.valid:
+    if isinstance(attempt, LoginRefused):
+        record_login_failure("rate_limited")
+        raise TooManyRequests(attempt.retry_after_seconds)
+    attempt_id, user_id = attempt.id, attempt.user_id
+    check = await check_password(credentials.password, attempt.password_hash)
+    if user_id is None or not check.valid:
+        await transaction(lambda s: daos().login_attempts.fail(s, attempt_id), autocommit=True)
+        record_login_failure("invalid_credentials")
         raise Unauthorized("incorrect user name or password")
+    await transaction(lambda s: daos().login_attempts.succeed(s, attempt_id, name), autocommit=True)
     if check.new_hash is not None:
         new_hash = check.new_hash
         await transaction(
-            lambda s: daos().users.set_password_hash(s, user.id, new_hash), autocommit=True
+            lambda s: daos().users.set_password_hash(s, user_id, new_hash), autocommit=True
         )
     ttl = settings().token_ttl_seconds
-    token = issue_token(user.id, settings().signing_key(), ttl)
+    token = issue_token(user_id, settings().signing_key(), ttl)
     return TokenOut(access_token=token, expires_in=ttl)
+
+
+def client_address(remote_addr: str | None) -> str:
+    """What a client's failed logins count against: the peer address the server saw, never a
+    header such as X-Forwarded-For, which any client can set. IPv6 clients count per /64,
+    the block one subscriber usually holds, so hopping addresses inside it gains nothing.
+    """
+    raw = (remote_addr or "").strip()
+    try:
+        ip = ipaddress.ip_address(raw.split("%", 1)[0])  # without an IPv6 zone
+    except ValueError:
+        return raw[:LOGIN_ADDRESS_LENGTH] or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _limits() -> LoginLimits:
+    current = settings()
+    return LoginLimits(
+        max_per_user=current.login_max_failures_per_user,
+        max_per_address=current.login_max_failures_per_address,
+        window=timedelta(seconds=current.login_failure_window_seconds),
+        max_concurrent_checks=current.login_max_concurrent_checks,
+    )
 
 
 async def _login_request() -> LoginRequest:
@@ -73,7 +128,7 @@ async def _login_request() -> LoginRequest:
     if request.mimetype in FORM_MIMETYPES:
         data = (await request.form).to_dict()
     else:
-        data = await request.get_json()
+        data = await request_json()
     try:
         return LoginRequest.model_validate(data)
     except ValidationError as error:
@@ -81,6 +136,7 @@ async def _login_request() -> LoginRequest:
 
 
 @bp.get("/me")
+@document_errors(401)
 @validate_response(MeOut, 200)
 @requires_auth
 async def me() -> MeOut:

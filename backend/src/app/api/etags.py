@@ -10,6 +10,9 @@ from __future__ import annotations
 from app.errors import InvalidInput
 
 IF_MATCH = "If-Match"
+OPTIONAL_WHITESPACE = " \t"
+"""HTTP's OWS around list items; `str.strip()` would also drop other characters (such as
+U+00A0), which would then be a valid If-Match that the document (IF_MATCH_PATTERN) refuses."""
 MAX_VERSION = 2**31 - 1
 """The version column is a 32-bit integer: a larger tag names no state a todo can be in."""
 
@@ -20,11 +23,11 @@ def etag(version: int) -> str:
 
 def expected_versions(if_match: str | None) -> list[int] | None:
     """The versions `If-Match` accepts; None when any version will do (absent, or `*`)."""
-    if if_match is None or if_match.strip() == "*":
+    if if_match is None or if_match.strip(OPTIONAL_WHITESPACE) == "*":
         return None
     versions = []
     for part in if_match.split(","):
-        tag = part.strip().removeprefix("W/")
+        tag = part.strip(OPTIONAL_WHITESPACE).removeprefix("W/")
         if len(tag) >= 2 and tag[0] == tag[-1] == '"':
             tag = tag[1:-1]
         if not (tag.isascii() and tag.isdigit()):

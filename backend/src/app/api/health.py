@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint
 from quart_schema import validate_response
 
-from app.api.context import database
+from app.api.context import database, document_errors
 from app.db import DatabaseUnavailable
 from app.errors import ServiceUnavailable
 from app.migrate import head_revision
@@ -22,6 +22,7 @@ async def healthz() -> HealthOut:
 
 
 @bp.get("/readyz")
+@document_errors(503)
 @validate_response(ReadyOut, 200)
 async def readyz() -> ReadyOut:
     """200 only when the database answers and its schema is at the migrations' head."""

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import uuid
 
-from quart import Blueprint, url_for
-from quart_schema import document_headers, validate_response
+from quart import Blueprint, Response, url_for
+from quart_schema import document_headers, document_response, validate_response
 
-from app.api.context import current_user_id, daos, document_errors, requires_auth, transaction
+from app.api.context import (
+    current_user_id,
+    daos,
+    document_errors,
+    refuse_unless_caller_exists,
+    requires_auth,
+    transaction,
+)
 from app.api.idempotency import Created, create_once
 from app.api.validation import json_body
 from app.db import Session
@@ -35,11 +42,11 @@ def _out(organization: OrganizationWithRole) -> OrganizationOut:
 
 @bp.post("/organizations")
 @document_errors(401, 409, 422)
-@validate_response(OrganizationOut, 201)
+@document_response(OrganizationOut, 201)
 @document_headers(IdempotencyHeaders)
 @requires_auth
 @json_body(OrganizationCreate)
-async def create_organization(data: OrganizationCreate) -> tuple[object, int, dict[str, str]]:
+async def create_organization(data: OrganizationCreate) -> Response:
     """Create an organization; the caller becomes its owner."""
     user_id = current_user_id()
 
@@ -69,6 +76,8 @@ async def list_organizations() -> list[OrganizationOut]:
     organizations = await transaction(
         lambda s: daos().organizations.list_with_roles(s, user_id), autocommit=True
     )
+    if not organizations:
+        await refuse_unless_caller_exists()
     return [_out(organization) for organization in organizations]
 
 
@@ -88,13 +97,11 @@ async def get_organization(organization_id: uuid.UUID) -> OrganizationOut:
 
 @bp.post("/organizations/<uuid:organization_id>/members")
 @document_errors(401, 403, 404, 409, 422)
-@validate_response(MemberOut, 201)
+@document_response(MemberOut, 201)
 @document_headers(IdempotencyHeaders)
 @requires_auth
 @json_body(MemberAdd)
-async def add_member(
-    organization_id: uuid.UUID, data: MemberAdd
-) -> tuple[object, int, dict[str, str]]:
+async def add_member(organization_id: uuid.UUID, data: MemberAdd) -> Response:
     """Add an existing user to the organization; owners only."""
     user_id = current_user_id()
     role = Role(data.role)
@@ -118,7 +125,9 @@ async def add_member(
         )
         return Created(out.model_dump(mode="json"))
 
-    return (await create_once(add, data, one_statement=True)).as_response()
+    return (
+        await create_once(add, data, without_key=lambda: transaction(add, autocommit=True))
+    ).as_response()
 
 
 def _refused(caller_role: Role | None, user_exists: bool, already_member: bool) -> APIError:

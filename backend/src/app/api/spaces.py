@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import uuid
 
-from quart import Blueprint, url_for
-from quart_schema import (
-    document_headers,
-    validate_response,
-)
+from quart import Blueprint, Response, url_for
+from quart_schema import document_headers, document_response, validate_response
 
-from app.api.context import current_user_id, daos, document_errors, requires_auth, transaction
+from app.api.context import (
+    current_user_id,
+    daos,
+    document_errors,
+    refuse_unless_caller_exists,
+    requires_auth,
+    transaction,
+)
 from app.api.idempotency import Created, create_once
 from app.api.validation import json_body, query_args
 from app.db import Session
@@ -23,11 +27,11 @@ bp = Blueprint("spaces", __name__)
 
 @bp.post("/spaces")
 @document_errors(401, 404, 422)
-@validate_response(SpaceOut, 201)
+@document_response(SpaceOut, 201)
 @document_headers(IdempotencyHeaders)
 @requires_auth
 @json_body(SpaceCreate)
-async def create_space(data: SpaceCreate) -> tuple[object, int, dict[str, str]]:
+async def create_space(data: SpaceCreate) -> Response:
     """Create a space in an organization the caller belongs to (404 otherwise)."""
     user_id = current_user_id()
 
@@ -42,7 +46,9 @@ async def create_space(data: SpaceCreate) -> tuple[object, int, dict[str, str]]:
             SpaceOut.model_validate(space).model_dump(mode="json"), {"Location": location}
         )
 
-    return (await create_once(create, data, one_statement=True)).as_response()
+    return (
+        await create_once(create, data, without_key=lambda: transaction(create, autocommit=True))
+    ).as_response()
 
 
 @bp.get("/spaces")
@@ -63,6 +69,8 @@ async def list_spaces(query_args: SpaceListQuery) -> SpacePage:
         ),
         autocommit=True,
     )
+    if not rows:
+        await refuse_unless_caller_exists()
     page, cursor = next_cursor(rows, query_args.limit)
     return SpacePage(items=[SpaceOut.model_validate(space) for space in page], next_cursor=cursor)
 

@@ -13,7 +13,6 @@ from quart import Blueprint, Response, request, url_for
 from quart_schema import (
     document_headers,
     document_response,
-    validate_response,
 )
 
 from app.api.context import (
@@ -22,15 +21,15 @@ from app.api.context import (
     document_errors,
     documents_no_content,
     json_response,
+    prepared,
+    refuse_unless_caller_exists,
     requires_auth,
-    transaction,
 )
 from app.api.etags import IF_MATCH, etag, expected_versions
 from app.api.idempotency import Created, create_once
 from app.api.validation import json_body, query_args
-from app.db import Session
 from app.errors import APIError, Forbidden, NotFound, PreconditionFailed
-from app.models import Role
+from app.models import Executor, Role
 from app.pagination import next_cursor
 from app.schemas import (
     IdempotencyHeaders,
@@ -48,15 +47,15 @@ bp = Blueprint("todos", __name__)
 
 @bp.post("/todos")
 @document_errors(401, 404, 422)
-@validate_response(TodoOut, 201)
+@document_response(TodoOut, 201)
 @document_headers(IdempotencyHeaders)
 @requires_auth
 @json_body(TodoCreate)
-async def create_todo(data: TodoCreate) -> tuple[object, int, dict[str, str]]:
+async def create_todo(data: TodoCreate) -> Response:
     """Create a todo in a space of an organization the caller belongs to (404 otherwise)."""
     user_id = current_user_id()
 
-    async def create(session: Session) -> Created:
+    async def create(session: Executor) -> Created:
         todo = await daos().todos.create_visible(
             session,
             space_id=data.space_id,
@@ -73,7 +72,7 @@ async def create_todo(data: TodoCreate) -> tuple[object, int, dict[str, str]]:
         }
         return Created(TodoOut.from_row(todo).model_dump(mode="json"), headers)
 
-    return (await create_once(create, data, one_statement=True)).as_response()
+    return (await create_once(create, data, without_key=lambda: prepared(create))).as_response()
 
 
 @bp.get("/todos")
@@ -84,7 +83,7 @@ async def create_todo(data: TodoCreate) -> tuple[object, int, dict[str, str]]:
 async def list_todos(query_args: TodoListQuery) -> Response:
     """The todos the caller can see, newest first, a page at a time (keyset cursor)."""
     user_id = current_user_id()
-    rows = await transaction(
+    rows = await prepared(
         lambda s: daos().todos.page_visible(
             s,
             user_id,
@@ -92,9 +91,10 @@ async def list_todos(query_args: TodoListQuery) -> Response:
             done=query_args.done,
             after=query_args.cursor,
             fetch=query_args.limit + 1,
-        ),
-        autocommit=True,
+        )
     )
+    if not rows:
+        await refuse_unless_caller_exists()
     page, cursor = next_cursor(rows, query_args.limit)
     return json_response(todo_page_json(page, cursor))
 
@@ -105,9 +105,7 @@ async def list_todos(query_args: TodoListQuery) -> Response:
 @requires_auth
 async def get_todo(todo_id: uuid.UUID) -> Response:
     user_id = current_user_id()
-    todo = await transaction(
-        lambda s: daos().todos.get_visible(s, todo_id, user_id), autocommit=True
-    )
+    todo = await prepared(lambda s: daos().todos.get_visible(s, todo_id, user_id))
     if todo is None:
         raise NotFound("todo")
     return json_response(TodoOut.from_row(todo), headers={"ETag": etag(todo.version)})
@@ -124,14 +122,14 @@ async def update_todo(todo_id: uuid.UUID, data: TodoUpdate) -> Response:
     user_id = current_user_id()
     versions = expected_versions(request.headers.get(IF_MATCH))
 
-    async def update(session: Session) -> TodoOut:
+    async def update(session: Executor) -> TodoOut:
         todos = daos().todos
         todo = await todos.update_permitted(session, todo_id, user_id, data.changes(), versions)
         if todo is None:
             raise await _refusal(session, todo_id, user_id, versions)
         return TodoOut.from_row(todo)
 
-    todo = await transaction(update, autocommit=True)
+    todo = await prepared(update)
     return json_response(todo, headers={"ETag": etag(todo.version)})
 
 
@@ -145,16 +143,16 @@ async def delete_todo(todo_id: uuid.UUID) -> tuple[str, int]:
     user_id = current_user_id()
     versions = expected_versions(request.headers.get(IF_MATCH))
 
-    async def delete(session: Session) -> None:
+    async def delete(session: Executor) -> None:
         if not await daos().todos.delete_permitted(session, todo_id, user_id, versions):
             raise await _refusal(session, todo_id, user_id, versions)
 
-    await transaction(delete, autocommit=True)
+    await prepared(delete)
     return "", 204
 
 
 async def _refusal(
-    session: Session, todo_id: uuid.UUID, user_id: uuid.UUID, versions: list[int] | None
+    session: Executor, todo_id: uuid.UUID, user_id: uuid.UUID, versions: list[int] | None
 ) -> APIError:
     """Why a change matched nothing: not visible (404), not allowed (403), or stale (412)."""
     access = await daos().todos.access_of(session, todo_id, user_id)

@@ -20,14 +20,27 @@ from quart_schema.validation import (
     QuerystringValidationError,
     RequestSchemaValidationError,
 )
+from werkzeug.exceptions import BadRequest
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[..., Awaitable[Any]]
 
 
+async def request_json() -> Any:
+    """The JSON body, or None when the request is not JSON.
+
+    Malformed JSON is a 400 from Quart, and so is a body that is not UTF-8, which Quart lets
+    escape as a UnicodeDecodeError (a 500).
+    """
+    try:
+        return await request.get_json()
+    except UnicodeDecodeError:
+        raise BadRequest() from None
+
+
 def json_body(model: type[M]) -> Callable[[Handler], Handler]:
-    """Validate the JSON body into `model`, passed as `data=`. Malformed JSON is a 400 (from
-    Quart); a body that is not JSON, or does not fit, is a 422."""
+    """Validate the JSON body into `model`, passed as `data=`. Malformed JSON is a 400; a body
+    that is not JSON, or does not fit, is a 422."""
 
     def decorator(handler: Handler) -> Handler:
         setattr(handler, QUART_SCHEMA_REQUEST_ATTRIBUTE, (model, DataSource.JSON))
@@ -35,7 +48,7 @@ def json_body(model: type[M]) -> Callable[[Handler], Handler]:
         @wraps(handler)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                data = model.model_validate(await request.get_json())
+                data = model.model_validate(await request_json())
             except ValidationError as error:
                 raise RequestSchemaValidationError(error) from None
             return await handler(*args, data=data, **kwargs)

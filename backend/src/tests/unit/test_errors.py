@@ -78,6 +78,25 @@ async def test_malformed_json_on_login_is_400(client: QuartClient) -> None:
     assert isinstance(detail, str)
 
 
+@pytest.mark.parametrize("path", ["/auth/register", "/auth/login"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"name": "\xff"}', id="invalid-utf8"),
+        pytest.param('{"name": "é"}'.encode("utf-16"), id="utf16"),
+    ],
+)
+async def test_json_body_that_is_not_utf8_is_400_not_500(
+    client: QuartClient, path: str, body: bytes
+) -> None:
+    """Quart lets the UnicodeDecodeError of such a body escape (found by fuzzing)."""
+    response = await client.post(path, data=body, headers={"Content-Type": "application/json"})
+
+    detail = await assert_error(response, 400)
+    assert isinstance(detail, str)
+    assert fakes.FakeUserDAO.rows == {}
+
+
 async def test_unknown_route_is_404(client: QuartClient) -> None:
     response = await client.get("/no/such/route")
 

@@ -17,13 +17,16 @@ from app.api.context import BEARER_SCHEME, REQUIRES_AUTH_ATTRIBUTE
 from tests.unit.assertions import assert_unauthorized
 
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/auth/register", "/auth/login", "/openapi.json", "/docs"}
+    {"/healthz", "/readyz", "/auth/register", "/auth/login", "/openapi.json", "/docs", "/metrics"}
 )
-"""Routes anyone may call; every other route must be decorated with `requires_auth`."""
+"""Routes anyone may call; every other route must be decorated with `requires_auth`.
+(/metrics takes its own token when METRICS_TOKEN is set.)"""
 
 STATIC_ENDPOINT = "static"
 DOCUMENTATION_ENDPOINTS = frozenset({"openapi", "swagger_ui", "redoc_ui", "scalar_ui"})
 """quart-schema's own routes, which serve the document rather than appear in it."""
+OPERATOR_ENDPOINTS = frozenset({"metrics"})
+"""Routes for the operator's tools, not API clients, left out of the document."""
 
 AUTOMATIC_METHODS = frozenset({"HEAD", "OPTIONS"})
 _CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
@@ -47,7 +50,7 @@ def _methods(rule: Rule) -> set[str]:
 
 
 def _documented_rules(app: Quart) -> list[Rule]:
-    ignored = DOCUMENTATION_ENDPOINTS | {STATIC_ENDPOINT}
+    ignored = DOCUMENTATION_ENDPOINTS | OPERATOR_ENDPOINTS | {STATIC_ENDPOINT}
     return [rule for rule in _rules(app) if rule.endpoint not in ignored]
 
 

@@ -6,18 +6,25 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 
+from app import security
 from app.security import (
     ALGORITHM,
+    ARGON2_MEMORY_KIB,
+    ARGON2_PARALLELISM,
+    ARGON2_TIME_COST,
+    HashingStats,
     InvalidToken,
     check_password,
     hash_password,
+    hashing_stats,
     issue_token,
     password_hasher,
     verify_token,
@@ -25,6 +32,7 @@ from app.security import (
 from tests.conftest import PASSWORD, TEST_SECRET
 
 OTHER_SECRET = "another-signing-key-that-is-long-enough-9876543210"
+THIRD_SECRET = "a-third-signing-key-that-is-long-enough-5555555555"
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +219,115 @@ def test_invalid_token_does_not_carry_the_token_or_key() -> None:
 
     assert token not in str(error.value)
     assert TEST_SECRET not in str(error.value)
+
+
+# Equal work for every failure ---------------------------------------------------------------
+
+
+def _hashing_since(before: HashingStats) -> tuple[int, int, int]:
+    """(current-parameter verifications, legacy verifications, hashes) since `before`."""
+    return (
+        hashing_stats.current_verifications - before.current_verifications,
+        hashing_stats.legacy_verifications - before.legacy_verifications,
+        hashing_stats.hashes - before.hashes,
+    )
+
+
+def test_the_dummy_hash_has_the_current_parameters() -> None:
+    dummy = extract_parameters(security._DUMMY_HASH)
+
+    assert dummy == extract_parameters(password_hasher.hash(PASSWORD))
+    assert (dummy.time_cost, dummy.memory_cost, dummy.parallelism) == (
+        ARGON2_TIME_COST,
+        ARGON2_MEMORY_KIB,
+        ARGON2_PARALLELISM,
+    )
+    assert not password_hasher.check_needs_rehash(security._DUMMY_HASH)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        pytest.param("current", id="wrong-password"),
+        pytest.param(None, id="unknown-user"),
+        pytest.param("not-a-hash", id="unreadable-hash"),
+        pytest.param("$2b$12$abcdefghijklmnopqrstuuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01", id="bcrypt"),
+    ],
+)
+async def test_every_failure_does_one_verification_at_the_current_parameters(
+    stored_hash: str, stored: str | None
+) -> None:
+    """Counting the work rather than timing it: the same argon2 call with the same
+    parameters takes the same time, and this cannot flake on a busy machine."""
+    before = replace(hashing_stats)
+
+    check = await check_password("wrong password", stored_hash if stored == "current" else stored)
+
+    assert not check.valid
+    assert _hashing_since(before) == (1, 0, 0)
+
+
+async def test_a_success_does_the_same_verification_as_a_failure(stored_hash: str) -> None:
+    before = replace(hashing_stats)
+
+    assert (await check_password(PASSWORD, stored_hash)).valid
+
+    assert _hashing_since(before) == (1, 0, 0)
+
+
+async def test_a_legacy_hash_does_the_current_work_whether_it_fails_or_succeeds() -> None:
+    """A failure verifies the dummy as well, the work a success spends re-hashing, so a
+    wrong password for such a user is not cheaper than the right one."""
+    weak_hash = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
+
+    before = replace(hashing_stats)
+    assert not (await check_password("wrong password", weak_hash)).valid
+    failed = _hashing_since(before)
+    before = replace(hashing_stats)
+    assert (await check_password(PASSWORD, weak_hash)).new_hash is not None
+    succeeded = _hashing_since(before)
+
+    assert failed == (1, 1, 0)
+    assert succeeded == (0, 1, 1)
+
+
+# Tokens during a key rotation ---------------------------------------------------------------
+
+
+def test_verify_accepts_a_token_of_any_given_key() -> None:
+    user_id = uuid.uuid4()
+    keys = (TEST_SECRET, OTHER_SECRET)
+
+    assert verify_token(issue_token(user_id, TEST_SECRET, 60), keys) == user_id
+    assert verify_token(issue_token(user_id, OTHER_SECRET, 60), keys) == user_id
+
+
+def test_verify_refuses_a_token_of_a_key_not_given() -> None:
+    token = issue_token(uuid.uuid4(), THIRD_SECRET, 60)
+
+    with pytest.raises(InvalidToken):
+        verify_token(token, (TEST_SECRET, OTHER_SECRET))
+
+
+def test_verify_refuses_an_expired_token_of_the_previous_key() -> None:
+    token = issue_token(uuid.uuid4(), OTHER_SECRET, -1)
+
+    with pytest.raises(InvalidToken) as error:
+        verify_token(token, (TEST_SECRET, OTHER_SECRET))
+
+    assert "Expired" in str(error.value)
+
+
+def test_verify_with_no_keys_refuses() -> None:
+    with pytest.raises(InvalidToken):
+        verify_token(issue_token(uuid.uuid4(), TEST_SECRET, 60), ())
+
+
+def test_a_token_accepted_during_a_rotation_is_refused_after_it() -> None:
+    """The cache of verified tokens is keyed by the keys too: dropping the previous key
+    takes effect even for a token verified a moment before."""
+    token = issue_token(uuid.uuid4(), OTHER_SECRET, 60)
+    verify_token(token, (TEST_SECRET, OTHER_SECRET))
+
+    with pytest.raises(InvalidToken):
+        verify_token(token, (TEST_SECRET,))

@@ -1,0 +1,358 @@
+"""Login limits on a real database: the state lives in `login_attempts`, so every worker and
+replica sees the same counts; a burst of concurrent guesses gets no more password checks than
+the limit; the window passes; and unknown users cost what wrong passwords cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+from quart.wrappers import Response
+from sqlalchemy import event, func, select, update
+
+from app.db import Database
+from app.main import create_app
+from app.models import LoginAttempt, LoginAttemptDAO, LoginLimits
+from app.security import hashing_stats, issue_token
+from app.settings import Settings
+from tests.conftest import PASSWORD, make_settings, register, unique_name
+
+pytestmark = pytest.mark.live_db
+
+MAX_PER_USER = 3
+MAX_PER_ADDRESS = 5
+CONCURRENT = 2
+WINDOW_SECONDS = 600
+ADDRESS = "198.51.100.7"
+OTHER_ADDRESS = "203.0.113.9"
+NEW_SECRET = "the-new-signing-key-after-the-rotation-0123456789"
+UNRELATED_SECRET = "an-unrelated-signing-key-of-someone-else-000000"
+
+
+def _settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "login_max_failures_per_user": MAX_PER_USER,
+        "login_max_failures_per_address": MAX_PER_ADDRESS,
+        "login_failure_window_seconds": WINDOW_SECONDS,
+        "login_max_concurrent_checks": CONCURRENT,
+    }
+    values.update(overrides)
+    return make_settings(data_dir, database_url=database_url, **values)
+
+
+@pytest.fixture
+async def worker(
+    database_url: str, data_dir: Path, live_database: Database
+) -> AsyncIterator[Quart]:
+    """The app with small limits on the live database (emptied after the test)."""
+    app = create_app(_settings(database_url, data_dir), database=live_database)
+    async with app.test_app():
+        yield app
+
+
+@pytest.fixture
+async def other_worker(database_url: str, data_dir: Path, worker: Quart) -> AsyncIterator[Quart]:
+    """A second app with its own engine and pool on the same database: another worker
+    process or replica, which shares nothing with the first but the database."""
+    settings = _settings(database_url, data_dir)
+    app = create_app(settings, database=Database.from_settings(settings))
+    async with app.test_app():
+        yield app
+
+
+async def _login(
+    app: Quart, name: str, password: str = PASSWORD, address: str = ADDRESS
+) -> Response:
+    return await app.test_client().post(
+        "/auth/login",
+        json={"username": name, "password": password},
+        scope_base={"client": (address, 40000)},
+    )
+
+
+async def _fail(app: Quart, name: str, times: int, address: str = ADDRESS) -> None:
+    for _ in range(times):
+        response = await _login(app, name, "not the password", address)
+        assert response.status_code == 401, await response.get_data(as_text=True)
+
+
+async def _assert_limited(response: Response) -> int:
+    """Assert a 429 in the one error shape; return its Retry-After in seconds."""
+    assert response.status_code == 429, await response.get_data(as_text=True)
+    assert set(await response.get_json()) == {"detail"}
+    return int(response.headers["Retry-After"])
+
+
+async def _attempts(database: Database, name: str) -> list[LoginAttemptDAO]:
+    stmt = select(LoginAttemptDAO).where(LoginAttemptDAO.user_name == name)
+    return list(await database.run(lambda s: s.scalars(stmt)))
+
+
+async def _register(app: Quart) -> str:
+    name = unique_name()
+    await register(app.test_client(), name)
+    return name
+
+
+# Limits -------------------------------------------------------------------------------------
+
+
+async def test_a_user_name_is_limited_after_n_failures(
+    worker: Quart, live_database: Database
+) -> None:
+    name = await _register(worker)
+    await _fail(worker, name, MAX_PER_USER)
+    before = replace(hashing_stats)
+
+    wrong = await _login(worker, name, "not the password")
+    right = await _login(worker, name, PASSWORD)
+
+    retry_after = await _assert_limited(wrong)
+    assert WINDOW_SECONDS - 5 <= retry_after <= WINDOW_SECONDS
+    await _assert_limited(right)
+    assert (hashing_stats.current_verifications, hashing_stats.legacy_verifications) == (
+        before.current_verifications,
+        before.legacy_verifications,
+    )
+    stored = await _attempts(live_database, name)
+    assert len(stored) == MAX_PER_USER
+    assert not any(attempt.in_progress for attempt in stored)
+
+
+async def test_an_address_is_limited_and_other_users_elsewhere_are_not(worker: Quart) -> None:
+    name = await _register(worker)
+    for _ in range(MAX_PER_ADDRESS):
+        await _fail(worker, unique_name(), 1)
+
+    from_there = await _login(worker, name)
+    from_elsewhere = await _login(worker, name, address=OTHER_ADDRESS)
+
+    await _assert_limited(from_there)
+    assert from_elsewhere.status_code == 200
+
+
+async def test_other_users_are_unaffected(worker: Quart) -> None:
+    victim, other = await _register(worker), await _register(worker)
+    await _fail(worker, victim, MAX_PER_USER)
+    await _assert_limited(await _login(worker, victim))
+
+    assert (await _login(worker, other)).status_code == 200
+    assert (await _login(worker, other, address=OTHER_ADDRESS)).status_code == 200
+
+
+async def test_a_success_clears_the_names_failures(worker: Quart, live_database: Database) -> None:
+    name = await _register(worker)
+    await _fail(worker, name, MAX_PER_USER - 1)
+
+    assert (await _login(worker, name)).status_code == 200
+
+    assert await _attempts(live_database, name) == []
+    await _fail(worker, name, MAX_PER_USER)
+    await _assert_limited(await _login(worker, name))
+
+
+async def test_the_limit_lifts_when_the_window_passes(
+    database_url: str, data_dir: Path, live_database: Database
+) -> None:
+    settings = _settings(database_url, data_dir, login_failure_window_seconds=2)
+    app = create_app(settings, database=live_database)
+    async with app.test_app():
+        name = await _register(app)
+        await _fail(app, name, MAX_PER_USER)
+        retry_after = await _assert_limited(await _login(app, name))
+        assert 1 <= retry_after <= 2
+
+        await asyncio.sleep(retry_after + 0.1)
+
+        await _fail(app, name, 1)  # 401 again: the password is checked
+        assert (await _login(app, name)).status_code == 200
+
+
+# Shared by workers, safe under concurrency ----------------------------------------------------
+
+
+async def test_two_workers_share_the_counts(worker: Quart, other_worker: Quart) -> None:
+    name = await _register(worker)
+    await _fail(worker, name, MAX_PER_USER - 1)
+    await _fail(other_worker, name, 1)
+
+    await _assert_limited(await _login(worker, name))
+    await _assert_limited(await _login(other_worker, name))
+
+
+async def test_a_success_on_one_worker_clears_for_the_other(
+    worker: Quart, other_worker: Quart
+) -> None:
+    name = await _register(worker)
+    await _fail(worker, name, MAX_PER_USER - 1)
+
+    assert (await _login(other_worker, name)).status_code == 200
+
+    await _fail(worker, name, MAX_PER_USER)
+
+
+async def test_concurrent_guesses_on_two_workers_check_at_most_n_plus_c_passwords(
+    worker: Quart, other_worker: Quart, live_database: Database
+) -> None:
+    """Each attempt is recorded by the statement that checks the limit, at SERIALIZABLE: a
+    burst cannot slip past the check before the first failure is counted."""
+    name = await _register(worker)
+    before = replace(hashing_stats)
+
+    responses = await asyncio.gather(
+        *(
+            _login(worker if index % 2 else other_worker, name, f"guess {index}")
+            for index in range(4 * MAX_PER_USER)
+        )
+    )
+
+    statuses = sorted(response.status_code for response in responses)
+    checked = MAX_PER_USER + CONCURRENT
+    assert statuses == [401] * checked + [429] * (4 * MAX_PER_USER - checked)
+    assert hashing_stats.current_verifications - before.current_verifications == checked
+    assert len(await _attempts(live_database, name)) == checked
+
+
+async def test_a_client_may_log_in_over_several_connections_at_once(
+    worker: Quart, other_worker: Quart
+) -> None:
+    """Checks in progress count, but with room for C beyond the failure limit: N + C right
+    passwords at once all get their token."""
+    name = await _register(worker)
+
+    responses = await asyncio.gather(
+        *(
+            _login(worker if index % 2 else other_worker, name)
+            for index in range(MAX_PER_USER + CONCURRENT)
+        )
+    )
+
+    assert [response.status_code for response in responses] == [200] * len(responses)
+
+
+# Equal work for unknown users and wrong passwords ---------------------------------------------
+
+
+@pytest.fixture
+def statements(live_database: Database) -> Iterator[list[str]]:
+    """The SQL the app's engine sends, in order."""
+    sent: list[str] = []
+
+    def capture(*args: Any) -> None:
+        sent.append(str(args[2]))
+
+    engine = live_database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", capture)
+    yield sent
+    event.remove(engine, "before_cursor_execute", capture)
+
+
+async def test_unknown_user_and_wrong_password_do_the_same_work(
+    worker: Quart, statements: list[str]
+) -> None:
+    """The same statements and the same argon2 verifications, so the same time: checked by
+    counting the work rather than by a timing assertion that could flake."""
+    name = await _register(worker)
+
+    statements.clear()
+    before = hashing_stats.current_verifications
+    wrong = await _login(worker, name, "not the password")
+    wrong_work = (list(statements), hashing_stats.current_verifications - before)
+
+    statements.clear()
+    before = hashing_stats.current_verifications
+    unknown = await _login(worker, unique_name(), "not the password")
+    unknown_work = (list(statements), hashing_stats.current_verifications - before)
+
+    assert wrong.status_code == unknown.status_code == 401
+    assert await wrong.get_json() == await unknown.get_json()
+    assert wrong_work == unknown_work
+    assert wrong_work[1] == 1
+    assert len(wrong_work[0]) == 2  # check-and-record, then mark as failed
+
+
+# The DAO ------------------------------------------------------------------------------------
+
+
+async def test_purge_deletes_only_attempts_older_than_the_window(
+    live_database: Database,
+) -> None:
+    limits = LoginLimits(
+        MAX_PER_USER, MAX_PER_ADDRESS, timedelta(seconds=WINDOW_SECONDS), CONCURRENT
+    )
+    old_name, recent_name = unique_name(), unique_name()
+
+    async def begin(name: str) -> None:
+        await live_database.run(lambda s: LoginAttemptDAO.begin(s, name, ADDRESS, limits))
+
+    for name in (old_name, old_name, recent_name):
+        await begin(name)
+    backdate = (
+        update(LoginAttemptDAO)
+        .where(LoginAttemptDAO.user_name == old_name)
+        .values(created_at=func.now() - timedelta(seconds=WINDOW_SECONDS + 1))
+    )
+    await live_database.run(lambda s: s.execute(backdate))
+
+    window = limits.window
+    purged = await live_database.run(lambda s: LoginAttemptDAO.purge_expired(s, window))
+    again = await live_database.run(lambda s: LoginAttemptDAO.purge_expired(s, window))
+
+    assert (purged, again) == (2, 0)
+    assert await _attempts(live_database, old_name) == []
+    assert len(await _attempts(live_database, recent_name)) == 1
+
+
+async def test_a_success_keeps_the_names_other_attempts_in_progress(
+    live_database: Database,
+) -> None:
+    """They may yet fail: deleting them would let concurrent guesses go uncounted."""
+    limits = LoginLimits(
+        MAX_PER_USER, MAX_PER_ADDRESS, timedelta(seconds=WINDOW_SECONDS), CONCURRENT
+    )
+    name = unique_name()
+
+    async def begin() -> LoginAttempt:
+        attempt = await live_database.run(
+            lambda s: LoginAttemptDAO.begin(s, name, ADDRESS, limits), autocommit=True
+        )
+        assert isinstance(attempt, LoginAttempt)
+        return attempt
+
+    failed, in_progress, succeeded = await begin(), await begin(), await begin()
+    await live_database.run(lambda s: LoginAttemptDAO.fail(s, failed.id))
+    await live_database.run(lambda s: LoginAttemptDAO.succeed(s, succeeded.id, name))
+
+    assert [attempt.id for attempt in await _attempts(live_database, name)] == [in_progress.id]
+
+
+# Key rotation -------------------------------------------------------------------------------
+
+
+async def test_rotation_accepts_the_previous_keys_tokens(
+    database_url: str, data_dir: Path, live_database: Database
+) -> None:
+    previous = live_database.settings.signing_key()
+    settings = _settings(
+        database_url, data_dir, secret_key=NEW_SECRET, secret_key_previous=previous
+    )
+    app = create_app(settings, database=live_database)
+    async with app.test_app():
+        client: Client = app.test_client()
+        name = await _register(app)
+        token = (await (await _login(app, name)).get_json())["access_token"]
+        me = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
+        user_id = uuid.UUID((await me.get_json())["id"])
+
+        for key, status in ((NEW_SECRET, 200), (previous, 200), (UNRELATED_SECRET, 401)):
+            headers = {"Authorization": f"Bearer {issue_token(user_id, key, 60)}"}
+            assert (await client.get("/me", headers=headers)).status_code == status, key
