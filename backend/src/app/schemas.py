@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import orjson
 from pydantic import (
@@ -259,14 +259,23 @@ def todo_page_json(rows: Sequence[Any], next_cursor: str | None) -> bytes:
     "Z" as pydantic writes them, and UUIDs go through `str` (tests/unit/test_schemas.py
     compares both encoders).
     """
-    items = [row._asdict() if hasattr(row, "_asdict") else _fields_of(row) for row in rows]
-    return orjson.dumps(
-        {"items": items, "next_cursor": next_cursor}, option=orjson.OPT_UTC_Z, default=str
-    )
+    items = [_fields_of(row) for row in rows]
+    return _dumps({"items": items, "next_cursor": next_cursor})
+
+
+def todo_json(row: object) -> bytes:
+    """One TodoOut as JSON, straight from its row, as `todo_page_json` writes each item."""
+    return _dumps(_fields_of(row))
 
 
 def _fields_of(row: object) -> dict[str, Any]:
+    if hasattr(row, "_asdict"):
+        return cast(dict[str, Any], row._asdict())
     return {name: getattr(row, name) for name in TodoOut.model_fields}
+
+
+def _dumps(value: object) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z, default=str)
 
 
 class TodoListQuery(RequestModel):

@@ -29,7 +29,7 @@ from app.api.etags import IF_MATCH, etag, expected_versions
 from app.api.idempotency import Created, create_once
 from app.api.validation import json_body, query_args
 from app.errors import APIError, Forbidden, NotFound, PreconditionFailed
-from app.models import Executor, Role
+from app.models import Executor, Role, TodoRow
 from app.pagination import next_cursor
 from app.schemas import (
     IdempotencyHeaders,
@@ -39,6 +39,7 @@ from app.schemas import (
     TodoOut,
     TodoPage,
     TodoUpdate,
+    todo_json,
     todo_page_json,
 )
 
@@ -108,7 +109,7 @@ async def get_todo(todo_id: uuid.UUID) -> Response:
     todo = await prepared(lambda s: daos().todos.get_visible(s, todo_id, user_id))
     if todo is None:
         raise NotFound("todo")
-    return json_response(TodoOut.from_row(todo), headers={"ETag": etag(todo.version)})
+    return json_response(todo_json(todo), headers={"ETag": etag(todo.version)})
 
 
 @bp.patch("/todos/<uuid:todo_id>")
@@ -122,15 +123,15 @@ async def update_todo(todo_id: uuid.UUID, data: TodoUpdate) -> Response:
     user_id = current_user_id()
     versions = expected_versions(request.headers.get(IF_MATCH))
 
-    async def update(session: Executor) -> TodoOut:
+    async def update(session: Executor) -> TodoRow:
         todos = daos().todos
         todo = await todos.update_permitted(session, todo_id, user_id, data.changes(), versions)
         if todo is None:
             raise await _refusal(session, todo_id, user_id, versions)
-        return TodoOut.from_row(todo)
+        return todo
 
     todo = await prepared(update)
-    return json_response(todo, headers={"ETag": etag(todo.version)})
+    return json_response(todo_json(todo), headers={"ETag": etag(todo.version)})
 
 
 @bp.delete("/todos/<uuid:todo_id>")

@@ -11,7 +11,7 @@ from asyncpg.pgproto import pgproto
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.schemas import TodoOut, TodoPage, todo_page_json
+from app.schemas import TodoOut, TodoPage, todo_json, todo_page_json
 
 _TEXT = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40
@@ -85,3 +85,11 @@ def test_timestamps_are_written_in_utc_with_z_as_pydantic_does() -> None:
     assert item["created_at"] == "2026-01-02T03:04:05Z"
     assert item["updated_at"] == "2026-01-02T03:04:05.000120Z"
     assert item["id"] == "00000000-0000-0000-0000-000000000001"
+
+
+@settings(max_examples=100, deadline=None)
+@given(todo_rows())
+def test_one_todo_is_written_as_pydantic_writes_it(row: dict[str, Any]) -> None:
+    expected = TodoOut.model_validate(row).model_dump_json()
+
+    assert json.loads(todo_json(DriverLikeRow(row))) == json.loads(expected)

@@ -331,3 +331,26 @@ def test_a_token_accepted_during_a_rotation_is_refused_after_it() -> None:
 
     with pytest.raises(InvalidToken):
         verify_token(token, (TEST_SECRET,))
+
+
+def test_hashing_rests_in_proportion_to_the_last_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paced at a share of one half, a hash of 30 ms is followed by 30 ms of rest, taken
+    before the next hash starts (so the answer to the first is not held back)."""
+    clock = [100.0]
+    slept: list[float] = []
+    monkeypatch.setattr(security.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(security.time, "sleep", lambda seconds: slept.append(seconds))
+    pacing = security._DutyCycle(0.5)
+
+    def hash_for(seconds: float) -> str:
+        clock[0] += seconds
+        return "done"
+
+    assert pacing.run(hash_for, 0.030) == "done"
+    assert slept == []
+    clock[0] += 0.010  # the next login arrives 10 ms later: 20 ms of rest are left
+    pacing.run(hash_for, 0.030)
+    assert slept == [pytest.approx(0.020)]
+    clock[0] += 0.100  # long idle: no rest needed
+    pacing.run(hash_for, 0.030)
+    assert slept == [pytest.approx(0.020)]
