@@ -13,7 +13,10 @@ import uuid
 import structlog
 from quart import Quart, Response, g, request
 
+from app.security_headers import header_value
+
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_HEADER_LOWER = REQUEST_ID_HEADER.lower()
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 log = structlog.get_logger("access")
@@ -22,16 +25,16 @@ log = structlog.get_logger("access")
 def register_access_log(app: Quart) -> None:
     @app.before_request
     async def _start() -> None:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        g.request_started = time.perf_counter()
-        structlog.contextvars.bind_contextvars(request_id=g.request_id)
+        # A scan, not `headers.get`, which raises and catches an exception when it is absent.
+        incoming = header_value(request.headers, REQUEST_ID_HEADER_LOWER) or ""
+        request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.access = (request_id, time.perf_counter())
+        structlog.contextvars.bind_contextvars(request_id=request_id)
 
     @app.after_request
     async def _finish(response: Response) -> Response:
-        request_id = g.get("request_id") or uuid.uuid4().hex
+        request_id, started = g.get("access") or (uuid.uuid4().hex, None)
         response.headers[REQUEST_ID_HEADER] = request_id
-        started = g.get("request_started")
         duration_ms = (time.perf_counter() - started) * 1000 if started else 0.0
         log.info(
             "request",

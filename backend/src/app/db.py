@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from app.database_url import asyncpg_ssl_context, is_cockroachdb, normalise
 from app.driver import DriverConnection
@@ -223,18 +223,23 @@ class Database:
         """
         engine = self.engine
 
-        async def attempt() -> T:
-            pooled = await engine.raw_connection()
+        def checked_out() -> T:
+            # One greenlet for the checkout, the unit and the return to the pool: SQLAlchemy's
+            # pool is synchronous code that may await the driver (to connect or to close).
+            pooled = engine.sync_engine.raw_connection()
             try:
-                return await work(DriverConnection(pooled.driver_connection, engine.dialect))
+                return await_only(work(DriverConnection(pooled.driver_connection, engine.dialect)))
             except BaseException as error:
                 if not _leaves_connection_usable(error):
                     # A timeout or cancellation can leave a reply half read, and a lost
                     # connection is lost: never hand it to another request.
-                    await greenlet_spawn(pooled.invalidate, error)
+                    pooled.invalidate(error)
                 raise
             finally:
-                await greenlet_spawn(pooled.close)
+                pooled.close()
+
+        async def attempt() -> T:
+            return await greenlet_spawn(checked_out)
 
         return await self._retrying(attempt)
 
