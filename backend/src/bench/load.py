@@ -48,6 +48,7 @@ from pydantic import ValidationError
 from app import embedded
 from app.logs import configure_logging
 from app.settings import Settings
+from bench.arguments import non_negative_int, positive_int
 from bench.processes import (
     LOOPBACK,
     BenchError,
@@ -162,18 +163,23 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench.load",
         description="Load benchmark of minor-illusion against a bare-Quart ceiling (wrk).",
     )
-    parser.add_argument("--todos", type=_positive, default=1000, help="todos seeded (%(default)s)")
     parser.add_argument(
-        "--duration", type=_positive, default=10, help="seconds measured per run (%(default)s)"
+        "--todos", type=positive_int, default=1000, help="todos seeded (%(default)s)"
     )
     parser.add_argument(
-        "--warmup", type=_non_negative, default=3, help="seconds of warm-up per run (%(default)s)"
+        "--duration", type=positive_int, default=10, help="seconds measured per run (%(default)s)"
     )
     parser.add_argument(
-        "--connections", type=_positive, default=32, help="wrk connections (%(default)s)"
+        "--warmup",
+        type=non_negative_int,
+        default=3,
+        help="seconds of warm-up per run (%(default)s)",
     )
     parser.add_argument(
-        "--workers", type=_positive, default=1, help="Hypercorn workers, both servers (1)"
+        "--connections", type=positive_int, default=32, help="wrk connections (%(default)s)"
+    )
+    parser.add_argument(
+        "--workers", type=positive_int, default=1, help="Hypercorn workers, both servers (1)"
     )
     parser.add_argument(
         "--worker-class",
@@ -181,7 +187,10 @@ def _parser() -> argparse.ArgumentParser:
         help="Hypercorn worker class of both servers (default: hypercorn.toml's, as serve)",
     )
     parser.add_argument(
-        "--timeout", type=_positive, default=10, help="wrk's per-request timeout, s (%(default)s)"
+        "--timeout",
+        type=positive_int,
+        default=10,
+        help="wrk's per-request timeout, s (%(default)s)",
     )
     parser.add_argument(
         "--status-counts",
@@ -198,20 +207,6 @@ def _parser() -> argparse.ArgumentParser:
         "--json", metavar="PATH", help="write all figures as JSON to PATH ('-' for stdout)"
     )
     return parser
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
 
 
 def _exit_cleanly_on_sigterm() -> None:

@@ -55,6 +55,7 @@ from sqlalchemy import create_engine, text
 from app.database_url import normalise
 from app.logs import configure_logging
 from app.settings import Settings
+from bench.arguments import positive_float, positive_int
 from bench.connection import Connection, ConnectionDropped
 from bench.postgres import RestartablePostgres, StopMode, restartable_postgres
 from bench.processes import LOOPBACK, BenchError, Child, free_port, running, wait_until_answering
@@ -165,22 +166,22 @@ def _parser() -> argparse.ArgumentParser:
         description="Soak test of minor-illusion: mixed load, a database restart, a reckoning.",
     )
     parser.add_argument(
-        "--duration", type=_positive_float, default=30.0, help="seconds of load (%(default)s)"
+        "--duration", type=positive_float, default=30.0, help="seconds of load (%(default)s)"
     )
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=64, help="concurrent clients (%(default)s)"
+        "--concurrency", type=positive_int, default=64, help="concurrent clients (%(default)s)"
     )
     parser.add_argument(
         "--max-requests",
-        type=_positive_int,
+        type=positive_int,
         default=500_000,
         help="stop sending after this many requests, even before --duration (%(default)s)",
     )
     parser.add_argument(
-        "--workers", type=_positive_int, default=1, help="Hypercorn workers (%(default)s)"
+        "--workers", type=positive_int, default=1, help="Hypercorn workers (%(default)s)"
     )
     parser.add_argument(
-        "--todos", type=_positive_int, default=100, help="todos seeded (%(default)s)"
+        "--todos", type=positive_int, default=100, help="todos seeded (%(default)s)"
     )
     parser.add_argument(
         "--restart-at",
@@ -190,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--outage",
-        type=_positive_float,
+        type=positive_float,
         default=2.0,
         help="seconds PostgreSQL stays down before it is started again (%(default)s)",
     )
@@ -201,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
         help="pg_ctl's shutdown mode: fast ends sessions with an error, immediate as a crash",
     )
     parser.add_argument(
-        "--timeout", type=_positive_float, default=30.0, help="per request, s (%(default)s)"
+        "--timeout", type=positive_float, default=30.0, help="per request, s (%(default)s)"
     )
     parser.add_argument(
         "--logs",
@@ -210,20 +211,6 @@ def _parser() -> argparse.ArgumentParser:
         help="copy the service's log (serve.log) and PostgreSQL's (postgres.log) into DIR",
     )
     return parser
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
 
 
 def _exit_cleanly_on_sigterm() -> None:
