@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"invalid configuration:\n{error}", file=sys.stderr)
         return 2
     configure_logging(settings)
-    _exit_cleanly_on_sigterm()
+    exit_cleanly_on_sigterm()
     if args.command == "wait-for-db":
         return asyncio.run(_wait_for_database(settings, args.timeout))
     try:
@@ -256,8 +256,9 @@ async def _wait_for_database(settings: Settings, patience_seconds: float) -> int
         await database.stop()
 
 
-def _exit_cleanly_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit so `finally` blocks (stopping PostgreSQL) run.
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so `finally` and `with` blocks (stopping PostgreSQL and
+    child processes) run; the benchmark scripts use it too.
 
     While Hypercorn serves, it installs its own handler and shuts down gracefully instead.
     """

@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,11 +40,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 from pydantic import ValidationError
 
 from app import embedded
+from app.cli import exit_cleanly_on_sigterm
 from app.logs import configure_logging
 from app.settings import Settings
 from bench.arguments import non_negative_int, positive_int
@@ -145,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"bench: invalid configuration in the environment:\n{error}", file=sys.stderr)
         return 2
-    _exit_cleanly_on_sigterm()
+    exit_cleanly_on_sigterm()
     try:
         report = _run(args, wrk_executable)
     except (BenchError, WrkFailed) as error:
@@ -207,15 +206,6 @@ def _parser() -> argparse.ArgumentParser:
         "--json", metavar="PATH", help="write all figures as JSON to PATH ('-' for stdout)"
     )
     return parser
-
-
-def _exit_cleanly_on_sigterm() -> None:
-    """SIGTERM becomes SystemExit, so the `finally` blocks stop every child and PostgreSQL."""
-
-    def _handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, _handler)
 
 
 def _progress(message: str) -> None:

@@ -36,7 +36,6 @@ import contextlib
 import os
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -46,12 +45,12 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import create_engine, text
 
+from app.cli import exit_cleanly_on_sigterm
 from app.database_url import normalise
 from app.logs import configure_logging
 from app.settings import Settings
@@ -144,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"bench: invalid configuration in the environment:\n{error}", file=sys.stderr)
         return 2
-    _exit_cleanly_on_sigterm()
+    exit_cleanly_on_sigterm()
     try:
         with tempfile.TemporaryDirectory(prefix="minor-illusion-soak-") as scratch:
             try:
@@ -211,15 +210,6 @@ def _parser() -> argparse.ArgumentParser:
         help="copy the service's log (serve.log) and PostgreSQL's (postgres.log) into DIR",
     )
     return parser
-
-
-def _exit_cleanly_on_sigterm() -> None:
-    """SIGTERM becomes SystemExit, so the `with` blocks stop the service and PostgreSQL."""
-
-    def _handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, _handler)
 
 
 def _keep_logs(workdir: Path, target: Path) -> None:

@@ -21,6 +21,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -41,7 +42,7 @@ from app.db import Database
 from app.main import create_app
 from app.models import Daos, SchemaDAO, TodoDAO
 from app.security import issue_token
-from app.settings import Settings
+from app.settings import SOURCE_DIR, Settings
 from tests import fakes
 
 TEST_SECRET = "test-signing-key-that-is-long-enough-0123456789"
@@ -356,6 +357,45 @@ def environment(**values: str | None) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@dataclass(frozen=True)
+class Served:
+    """`minor-illusion serve` running as a real process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def served(
+    env: dict[str, str], log: Path, *args: str, ready_path: str = "/readyz"
+) -> Iterator[Served]:
+    """`serve` on a free port with `args`, its output in `log`: yielded once `ready_path`
+    answers 200, terminated at the end (killed if it has not stopped within 30 s)."""
+    port = free_port()
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), *args],
+            cwd=SOURCE_DIR,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_http(process, f"http://127.0.0.1:{port}", ready_path, log)
+        yield Served(process, port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def wait_for_http(

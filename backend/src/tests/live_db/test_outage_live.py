@@ -22,7 +22,6 @@ import contextlib
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -43,11 +42,10 @@ from tests.conftest import (
     PASSWORD,
     TEST_SECRET,
     create_database,
-    free_port,
+    served,
     unique_name,
-    wait_for_http,
 )
-from tests.live_db.test_cli_live import SOURCE_DIR, cli_env
+from tests.live_db.test_cli_live import cli_env
 
 pytestmark = pytest.mark.live_db
 
@@ -102,7 +100,6 @@ def service() -> Iterator[Service]:
         with restartable_postgres(scratch) as postgres:
             database_url = create_database(postgres.url, "outage")
             migrate.upgrade(database_url)
-            port = free_port()
             env = {
                 **cli_env(scratch / "data"),
                 "DATABASE_URL": database_url,
@@ -110,25 +107,15 @@ def service() -> Iterator[Service]:
                 "DB_CONNECT_TIMEOUT_SECONDS": str(CONNECT_TIMEOUT_S),
                 "DB_STATEMENT_TIMEOUT_SECONDS": str(STATEMENT_TIMEOUT_S),
             }
-            with log.open("wb") as log_file:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-migrate"],
-                    cwd=SOURCE_DIR,
-                    env=env,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
+            with served(env, log, "--no-migrate") as serve:
+                yield Service(
+                    serve.process,
+                    postgres,
+                    database_url,
+                    serve.port,
+                    log,
+                    _token(serve.base_url),
                 )
-            try:
-                base_url = f"http://127.0.0.1:{port}"
-                wait_for_http(process, base_url, "/readyz", log)
-                yield Service(process, postgres, database_url, port, log, _token(base_url))
-            finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 
 from app.db import Database
 from app.security import issue_token
-from tests.conftest import TEST_SECRET, free_port, unique_name, wait_for_http
+from tests.conftest import TEST_SECRET, served, unique_name
 
 pytestmark = pytest.mark.live_db
 
@@ -33,7 +31,6 @@ def server(
 ) -> Iterator[tuple[str, Path]]:
     """The service on the live test database (emptied afterwards by `live_database`); yields
     its base URL and the file its stdout and stderr go to."""
-    port = free_port()
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY_PREVIOUS", "ROOT_PATH"}}
     env.update(
@@ -43,25 +40,8 @@ def server(
         LOG_JSON=str(request.param),
         DATA_DIR=str(tmp_path / "data"),
     )
-    with log.open("w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--no-migrate", "--port", str(port)],
-            cwd=SOURCE_DIR,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(process, base_url, "/healthz", log)
-        yield base_url, log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with served(env, log, "--no-migrate", ready_path="/healthz") as serve:
+        yield serve.base_url, log
 
 
 def test_passwords_and_tokens_never_reach_the_log(server: tuple[str, Path]) -> None:
