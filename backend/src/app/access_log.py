@@ -2,46 +2,89 @@
 
 The id comes from `X-Request-ID` when a proxy set a sane one, otherwise it is generated; it is
 echoed back so a client can quote it when reporting a problem.
+
+This is ASGI middleware around the whole app rather than a pair of Quart request hooks: it
+reads the raw header list once, and a hook costs a dispatch and a few context lookups each.
+With the security headers done the same way, that took some 60 µs off every request (about
+10% of GET /todos?limit=50's CPU, profiled in process). It also sees what the hooks could
+not: the 413s of the body limits and the answer's real end.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
+from collections.abc import Iterable
+from contextvars import ContextVar
 
 import structlog
-from quart import Quart, Response, g, request
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
+from quart import Quart
 
-from app.security_headers import header_value
+from app.body_limits import ASGIApp
 
 REQUEST_ID_HEADER = "X-Request-ID"
-REQUEST_ID_HEADER_LOWER = REQUEST_ID_HEADER.lower()
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode("ascii")
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+request_started: ContextVar[float] = ContextVar("request_started")
+"""When the current request reached the app (`time.perf_counter`): /metrics times requests
+with the same clock as the access line."""
 
 log = structlog.get_logger("access")
 
 
-def register_access_log(app: Quart) -> None:
-    @app.before_request
-    async def _start() -> None:
-        # A scan, not `headers.get`, which raises and catches an exception when it is absent.
-        incoming = header_value(request.headers, REQUEST_ID_HEADER_LOWER) or ""
-        request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        g.access = (request_id, time.perf_counter())
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+class AccessLog:
+    """ASGI middleware: a request id in and out, bound to every log line of the request, and
+    one access line when the answer is done."""
 
-    @app.after_request
-    async def _finish(response: Response) -> Response:
-        request_id, started = g.get("access") or (uuid.uuid4().hex, None)
-        response.headers[REQUEST_ID_HEADER] = request_id
-        duration_ms = (time.perf_counter() - started) * 1000 if started else 0.0
-        log.info(
-            "request",
-            method=request.method,
-            path=request.path,
-            status=response.status_code,
-            duration_ms=round(duration_ms, 2),
-        )
-        structlog.contextvars.clear_contextvars()
-        return response
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_started.set(started)
+        request_id = _request_id(scope["headers"])
+        echoed = (_REQUEST_ID_NAME, request_id)
+        status = 500  # unless the app answers: an exception that escaped it becomes a 500
+
+        async def send_with_id(message: ASGISendEvent) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message["headers"], echoed]
+            await send(message)
+
+        # Bound in this task's context, which the app's tasks copy when they start.
+        structlog.contextvars.bind_contextvars(request_id=request_id.decode("ascii"))
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            structlog.contextvars.clear_contextvars()
+
+
+def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    for name, value in headers:
+        if name == _REQUEST_ID_NAME:  # ASGI header names are lower-case
+            if _SANE_REQUEST_ID.fullmatch(value):
+                return value
+            break
+    return os.urandom(16).hex().encode("ascii")
+
+
+def register_access_log(app: Quart) -> None:
+    """Wrap the app's ASGI entry point; call last, so that the line covers every answer."""
+    app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]

@@ -55,12 +55,13 @@ def create_app(
         scalar_ui_path=None,
     )
     register_error_handlers(app)
-    register_access_log(app)
-    register_body_limits(app)
     register_json_limits(app, settings.max_json_depth)
-    register_security_headers(app, settings.hsts_max_age_seconds)
-    register_metrics(app, settings)  # before CORS: its clock also times answered preflights
+    register_metrics(app, settings)
     register_cors(app, settings.cors_origin_set)
+    # ASGI middleware, innermost first: the access line covers whatever the others answer.
+    register_body_limits(app)
+    register_security_headers(app, settings.hsts_max_age_seconds)
+    register_access_log(app)
     for blueprint in (health.bp, auth.bp, organizations.bp, spaces.bp, todos.bp):
         app.register_blueprint(blueprint)
 

@@ -27,9 +27,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.metrics import disable_created_metrics
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from quart import Quart, Response, current_app, g, has_app_context, request
+from quart import Quart, Response, current_app, has_app_context, request
 from quart_schema import hide
 
+from app.access_log import request_started
 from app.db import Database
 from app.errors import Unauthorized
 from app.settings import Settings
@@ -65,8 +66,6 @@ POOL_GAUGES = {
 }
 """The figures a pool reports, each a `minor_illusion_db_pool_<name>` gauge by `pool`."""
 ENGINE_POOL = "engine"
-
-_STARTED = "metrics_request_started"
 
 PoolUsage = Mapping[str, Mapping[str, int]]
 """Pool name -> figures (keys of POOL_GAUGES): what `Database.pool_usage()` returns."""
@@ -216,13 +215,9 @@ def register_metrics(app: Quart, settings: Settings) -> None:
     observe = metrics.observe_request
     perf_counter = time.perf_counter
 
-    @app.before_request
-    async def _start_clock() -> None:
-        setattr(g, _STARTED, perf_counter())
-
     @app.after_request
     async def _observe(response: Response) -> Response:
-        started: float | None = g.get(_STARTED)
+        started = request_started.get(None)
         rule = request.url_rule
         observe(
             request.method,

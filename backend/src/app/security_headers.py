@@ -12,18 +12,25 @@ and a shared cache must never keep it; a handler that sets its own Cache-Control
 Strict-Transport-Security is sent only when HSTS_MAX_AGE_SECONDS is set, since it is only
 right when every client reaches the service over TLS.
 
-The headers are built once; per response the hook adds a prepared tuple and checks one name.
+The headers are built once, as the bytes ASGI sends; this is ASGI middleware (see
+app.access_log for why), so per response it scans a few header names and appends a list.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import cast
 from urllib.parse import urlsplit
 
-from quart import Quart, Response, request
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
+from quart import Quart, Response
 from werkzeug.datastructures import Headers
+
+from app.body_limits import ASGIApp
 
 API_CONTENT_SECURITY_POLICY = (
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -33,37 +40,75 @@ DOCS_ENDPOINT = "swagger_ui"
 """quart-schema's endpoint for the Swagger UI page."""
 
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+_CSP = b"content-security-policy"
+_CACHE_CONTROL = b"cache-control"
+
+
+class SecurityHeaders:
+    """ASGI middleware: the hardening headers on every answer. A response that carries its
+    own Content-Security-Policy (the docs page) or Cache-Control keeps it."""
+
+    def __init__(self, app: ASGIApp, hsts_max_age_seconds: int = 0) -> None:
+        self.app = app
+        always = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        if hsts_max_age_seconds > 0:
+            always.append((b"strict-transport-security", b"max-age=%d" % hsts_max_age_seconds))
+        self.always = tuple(always)
+        self.api_policy = (_CSP, API_CONTENT_SECURITY_POLICY.encode("ascii"))
+        self.no_store = (_CACHE_CONTROL, NO_STORE.encode("ascii"))
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_hardened(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = self._hardened(message["headers"])
+            await send(message)
+
+        await self.app(scope, receive, send_hardened)
+
+    def _hardened(self, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        hardened = [*headers, *self.always]
+        names = {name.lower() for name, _ in hardened}
+        if _CSP not in names:
+            hardened.append(self.api_policy)
+        if _CACHE_CONTROL not in names:
+            hardened.append(self.no_store)
+        return hardened
 
 
 def register_security_headers(app: Quart, hsts_max_age_seconds: int = 0) -> None:
-    """Add the headers to every response of `app`; call after QuartSchema (for the docs'
-    asset URLs)."""
-    always = [
-        ("X-Content-Type-Options", "nosniff"),
-        ("X-Frame-Options", "DENY"),
-        ("Referrer-Policy", "no-referrer"),
-    ]
-    if hsts_max_age_seconds > 0:
-        always.append(("Strict-Transport-Security", f"max-age={hsts_max_age_seconds}"))
-    api_headers = (*always, ("Content-Security-Policy", API_CONTENT_SECURITY_POLICY))
-    api_headers_no_store = (*api_headers, ("Cache-Control", NO_STORE))
-    docs_headers = tuple(always)
-    docs_policy = _docs_policy_template(app)
+    """Add the headers to every response of `app`; call after QuartSchema (the docs page's
+    policy names its asset URLs)."""
+    _give_the_docs_page_its_policy(app)
+    app.asgi_app = SecurityHeaders(app.asgi_app, hsts_max_age_seconds)  # type: ignore[method-assign]
 
-    @app.after_request
-    async def _add_security_headers(response: Response) -> Response:
-        headers = response.headers
-        if request.endpoint != DOCS_ENDPOINT:
-            has_own = header_value(headers, "cache-control") is not None
-            headers.extend(api_headers if has_own else api_headers_no_store)
-            return response
-        headers.extend(docs_headers)
-        headers["Content-Security-Policy"] = docs_policy.format(
-            script_hashes=" ".join(_script_hashes(await response.get_data(as_text=False)))
+
+def _give_the_docs_page_its_policy(app: Quart) -> None:
+    view = app.view_functions.get(DOCS_ENDPOINT)
+    if view is None:
+        return
+    template = _docs_policy_template(app)
+
+    @functools.wraps(view)  # keeps quart-schema's marks: the page stays out of the OpenAPI
+    async def docs_page() -> Response:
+        page = await cast(Callable[[], Awaitable[str]], view)()  # quart-schema renders it
+        policy = template.format(script_hashes=" ".join(_script_hashes(page.encode())))
+        return Response(
+            page,
+            content_type="text/html; charset=utf-8",
+            headers={"Content-Security-Policy": policy},
         )
-        if header_value(headers, "cache-control") is None:
-            headers["Cache-Control"] = NO_STORE
-        return response
+
+    app.view_functions[DOCS_ENDPOINT] = docs_page
 
 
 def header_value(headers: Headers, lower_name: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from collections.abc import Iterator
 from typing import Any
 
 from asyncpg.pgproto import pgproto
@@ -22,13 +23,27 @@ _MOMENT = st.datetimes(
 
 
 class DriverLikeRow:
-    """A row as the driver hands it over: asyncpg's UUID subclass, `_asdict` for all fields."""
+    """A row as the driver hands it over (asyncpg's Record): asyncpg's UUID subclass,
+    `keys()`, iteration over the values in that order, and `_asdict` (app.driver.DriverRow)."""
 
     def __init__(self, values: dict[str, Any]) -> None:
         self._values = values
 
+    def keys(self) -> list[str]:
+        return list(self._values)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values.values())
+
     def _asdict(self) -> dict[str, Any]:
         return dict(self._values)
+
+
+class SessionLikeRow:
+    """A row as SQLAlchemy's session hands it over: `_asdict`, no `keys()`."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._asdict = lambda: dict(values)
 
 
 @st.composite
@@ -61,9 +76,11 @@ def test_the_page_encoder_writes_what_pydantic_writes(
         items=[TodoOut.model_validate(row) for row in rows], next_cursor=cursor
     ).model_dump_json()
 
-    written = todo_page_json([DriverLikeRow(row) for row in rows], cursor)
+    from_driver = todo_page_json([DriverLikeRow(row) for row in rows], cursor)
+    from_session = todo_page_json([SessionLikeRow(row) for row in rows], cursor)
 
-    assert json.loads(written) == json.loads(expected)
+    assert json.loads(from_driver) == json.loads(expected)
+    assert json.loads(from_session) == json.loads(expected)
 
 
 def test_timestamps_are_written_in_utc_with_z_as_pydantic_does() -> None:
