@@ -26,6 +26,7 @@ from app.models import Daos
 from app.openapi import Provider
 from app.security_headers import register_security_headers
 from app.settings import Settings
+from app.traffic import register_traffic_count
 
 
 def create_app(
@@ -61,6 +62,7 @@ def create_app(
     # ASGI middleware, innermost first: the access line covers whatever the others answer.
     register_body_limits(app)
     register_security_headers(app, settings.hsts_max_age_seconds)
+    register_traffic_count(app)
     register_access_log(app)
     for blueprint in (health.bp, auth.bp, organizations.bp, spaces.bp, todos.bp):
         app.register_blueprint(blueprint)

@@ -10,6 +10,7 @@ conflicts are handled with `ON CONFLICT`, and nothing relies on sequences or adv
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -28,6 +29,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Interval,
     MetaData,
     Row,
     Select,
@@ -999,7 +1001,7 @@ class LoginAttemptDAO(BaseDAO):
 
     @classmethod
     async def begin(
-        cls, session: AsyncSession, user_name: str, address: str, limits: LoginLimits
+        cls, session: Executor, user_name: str, address: str, limits: LoginLimits
     ) -> LoginAttempt | LoginRefused:
         """Check both limits and, unless one is reached, record the attempt as in progress
         and read the user's password hash: one statement, so one round trip.
@@ -1007,56 +1009,18 @@ class LoginAttemptDAO(BaseDAO):
         Its reads and its insert are one serializable statement: two concurrent attempts
         that could both exceed a limit conflict, and the loser is re-run (SQLSTATE 40001).
         """
-        in_window = cls.created_at > func.now() - limits.window
-        failed = or_(~cls.in_progress, cls.created_at <= func.now() - LOGIN_CHECK_TIMEOUT)
-
-        def nth_newest(
-            key: ColumnElement[bool], n: int, *only: ColumnElement[bool]
-        ) -> ColumnElement[datetime]:
-            return (
-                select(cls.created_at)
-                .where(key, in_window, *only)
-                .order_by(cls.created_at.desc())
-                .offset(n - 1)
-                .limit(1)
-                .scalar_subquery()
-            )
-
-        by_user = cls.user_name == user_name
-        by_address = cls.address == address
         concurrent = limits.max_concurrent_checks
-        checked = select(
-            nth_newest(by_user, limits.max_per_user + concurrent).label("user_reached_since"),
-            nth_newest(by_user, limits.max_per_user, failed).label("user_failed_since"),
-            nth_newest(by_address, limits.max_per_address + concurrent).label(
-                "address_reached_since"
-            ),
-            nth_newest(by_address, limits.max_per_address, failed).label("address_failed_since"),
-            func.now().label("checked_at"),
-        ).cte("checked")
-        allowed = select(literal(user_name, String), literal(address, String)).where(
-            checked.c.user_reached_since.is_(None),
-            checked.c.user_failed_since.is_(None),
-            checked.c.address_reached_since.is_(None),
-            checked.c.address_failed_since.is_(None),
-        )
-        recorded = (
-            insert(cls)
-            .from_select(["user_name", "address"], allowed)
-            .returning(cls.id)
-            .cte("recorded")
-        )
-        stmt = (
-            select(
-                checked,
-                select(recorded.c.id).scalar_subquery().label("attempt_id"),
-                UserDAO.id.label("user_id"),
-                UserDAO.password_hash,
-            )
-            .select_from(checked)
-            .outerjoin(UserDAO, UserDAO.name == user_name)
-        )
-        row = (await session.execute(stmt)).one()
+        parameters = {
+            "user_name": user_name,
+            "address": address,
+            "window": limits.window,
+            # The OFFSET of the N-th newest row: N - 1.
+            "user_reached": limits.max_per_user + concurrent - 1,
+            "user_failed": limits.max_per_user - 1,
+            "address_reached": limits.max_per_address + concurrent - 1,
+            "address_failed": limits.max_per_address - 1,
+        }
+        row = (await _rows(session, _login_statements().begin, parameters))[0]
         retry_after = login_retry_after(
             row.checked_at,
             limits.window,
@@ -1068,31 +1032,16 @@ class LoginAttemptDAO(BaseDAO):
         return LoginAttempt(id=row.attempt_id, user_id=row.user_id, password_hash=row.password_hash)
 
     @classmethod
-    async def fail(cls, session: AsyncSession, attempt_id: uuid.UUID) -> None:
+    async def fail(cls, session: Executor, attempt_id: uuid.UUID) -> None:
         """The password was wrong (or the name unknown): the attempt stays, as a failure."""
-        stmt = (
-            update(cls)
-            .where(cls.id == attempt_id)
-            .values(in_progress=False)
-            .execution_options(synchronize_session=False)
-        )
-        await session.execute(stmt)
+        await _rows(session, _login_statements().fail, {"attempt_id": attempt_id})
 
     @classmethod
-    async def succeed(cls, session: AsyncSession, attempt_id: uuid.UUID, user_name: str) -> None:
+    async def succeed(cls, session: Executor, attempt_id: uuid.UUID, user_name: str) -> None:
         """The password was right: forget the attempt and the name's failures, but not other
         attempts for the name still in progress, which may yet fail."""
-        settled = or_(
-            cls.id == attempt_id,
-            ~cls.in_progress,
-            cls.created_at <= func.now() - LOGIN_CHECK_TIMEOUT,
-        )
-        stmt = (
-            delete(cls)
-            .where(cls.user_name == user_name, settled)
-            .execution_options(synchronize_session=False)
-        )
-        await session.execute(stmt)
+        parameters = {"attempt_id": attempt_id, "user_name": user_name}
+        await _rows(session, _login_statements().succeed, parameters)
 
     @classmethod
     async def purge_expired(
@@ -1102,6 +1051,82 @@ class LoginAttemptDAO(BaseDAO):
         expired = select(cls.id).where(cls.created_at <= func.now() - window).limit(batch)
         stmt = delete(cls).where(cls.id.in_(expired)).returning(cls.id)
         return len((await session.execute(stmt)).all())
+
+
+@dataclass(frozen=True)
+class _LoginStatements:
+    begin: Executable
+    fail: Executable
+    succeed: Executable
+
+
+@functools.cache
+def _login_statements() -> _LoginStatements:
+    """LoginAttemptDAO's statements, built once, with the limits as parameters: SQLAlchemy
+    could not cache the compiled `begin` (its key), and compiling it cost some 4 ms of the
+    event loop per login."""
+    attempts = LoginAttemptDAO
+    user_name = bindparam("user_name", type_=String)
+    address = bindparam("address", type_=String)
+    attempt_id = bindparam("attempt_id", type_=UUID(as_uuid=True))
+    in_window = attempts.created_at > func.now() - bindparam("window", type_=Interval)
+    unsettled_since = func.now() - LOGIN_CHECK_TIMEOUT
+    failed = or_(~attempts.in_progress, attempts.created_at <= unsettled_since)
+
+    def nth_newest(
+        key: ColumnElement[bool], offset: str, *only: ColumnElement[bool]
+    ) -> ColumnElement[datetime]:
+        return (
+            select(attempts.created_at)
+            .where(key, in_window, *only)
+            .order_by(attempts.created_at.desc())
+            .offset(bindparam(offset, type_=Integer))
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    by_user = attempts.user_name == user_name
+    by_address = attempts.address == address
+    checked = select(
+        nth_newest(by_user, "user_reached").label("user_reached_since"),
+        nth_newest(by_user, "user_failed", failed).label("user_failed_since"),
+        nth_newest(by_address, "address_reached").label("address_reached_since"),
+        nth_newest(by_address, "address_failed", failed).label("address_failed_since"),
+        func.now().label("checked_at"),
+    ).cte("checked")
+    allowed = select(user_name, address).where(
+        checked.c.user_reached_since.is_(None),
+        checked.c.user_failed_since.is_(None),
+        checked.c.address_reached_since.is_(None),
+        checked.c.address_failed_since.is_(None),
+    )
+    recorded = (
+        insert(attempts)
+        .from_select(["user_name", "address"], allowed)
+        .returning(attempts.id)
+        .cte("recorded")
+    )
+    begin = (
+        select(
+            checked,
+            select(recorded.c.id).scalar_subquery().label("attempt_id"),
+            UserDAO.id.label("user_id"),
+            UserDAO.password_hash,
+        )
+        .select_from(checked)
+        .outerjoin(UserDAO, UserDAO.name == user_name)
+    )
+    fail = (
+        update(attempts)
+        .where(attempts.id == attempt_id)
+        .values(in_progress=False)
+        .returning(attempts.id)
+    )
+    settled = or_(
+        attempts.id == attempt_id, ~attempts.in_progress, attempts.created_at <= unsettled_since
+    )
+    succeed = delete(attempts).where(attempts.user_name == user_name, settled)
+    return _LoginStatements(begin=begin, fail=fail, succeed=succeed.returning(attempts.id))
 
 
 class SchemaDAO:

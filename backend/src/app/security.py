@@ -1,9 +1,10 @@
 """Password hashing (argon2id) and access tokens (JWT, HS256).
 
 Hashing is deliberately slow, so it runs off the event loop, in a pool of its own whose
-thread runs at the lowest CPU priority and is paced (HASHING_SHARE): a burst of logins (or a
-password-guessing client) waits its turn instead of starving every other request of CPU or
-of memory (each hash holds ARGON2_MEMORY_KIB while it runs; one at a time bounds that).
+threads run at the lowest CPU priority. While other requests are in flight it is paced
+(HASHING_SHARE): a burst of logins (or a password-guessing client) waits its turn instead of
+starving every other request of CPU or of memory (each hash holds ARGON2_MEMORY_KIB while it
+runs; one at a time bounds that). While only logins are in flight, they get every core.
 
 Every failed check does the same argon2 work, so response times do not tell user names apart:
 an unknown user (or one whose stored hash cannot be read) is checked against a dummy hash made
@@ -32,6 +33,8 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from app.traffic import traffic
+
 ALGORITHM = "HS256"
 T = TypeVar("T")
 
@@ -41,14 +44,17 @@ ARGON2_PARALLELISM = 1
 """argon2id at OWASP's recommended minimum (m=19 MiB, t=2, p=1). Stored hashes made with
 other parameters still verify, and are re-hashed with these at the next successful login."""
 
-HASHING_THREADS = 1
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+HASHING_THREADS = min(_CPUS or 1, 4)
 HASHING_SHARE = 0.5
-"""At most one hash at a time, and the hashing thread busy at most half the time (about 20
-logins a second per worker here). argon2 is memory-hard: a hash running on the other core
-slows the event loop's own work through the shared caches and memory bus whatever its
-priority (measured: with hashing unpaced, GET /todos/{id} kept 0.56-0.65 of its throughput
-while 4 clients logged in; paced at half, 0.82-0.89). Logins queue instead; they are meant
-to be slow."""
+"""While other requests are in flight, at most one hash at a time and the hashing busy at most
+half the time (20-30 logins a second per worker here). argon2 is memory-hard: a hash
+running on the other core slows the event loop's own work through the shared caches and
+memory bus whatever its priority (measured: with hashing unpaced, GET /todos/{id} kept
+0.56-0.65 of its throughput while 4 clients logged in; paced at half, 0.82-0.89). Logins queue
+instead; they are meant to be slow. While the worker answers nothing but logins and
+registrations, nothing needs the CPU: hashes run unpaced on one thread per core (each holds
+ARGON2_MEMORY_KIB while it runs, so at most four), 80-86 logins a second on 2 cores here."""
 
 password_hasher = PasswordHasher(
     time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_KIB, parallelism=ARGON2_PARALLELISM
@@ -92,33 +98,37 @@ _hashing = ThreadPoolExecutor(
 )
 
 
-class _DutyCycle:
-    """Keeps the hashing thread busy for at most `share` of the time, by resting before a
-    hash in proportion to how long the previous one took."""
+class _Pacing:
+    """Runs hashes unpaced while `busy()` is false; otherwise one at a time, keeping the
+    hashing busy for at most `share` of the time by resting before a hash in proportion to how
+    long the previous paced one took."""
 
-    def __init__(self, share: float) -> None:
+    def __init__(self, share: float, busy: Callable[[], bool]) -> None:
         self.share = share
+        self.busy = busy
+        self._one_at_a_time = threading.Lock()
         self._next_start = 0.0
 
     def run(self, function: Callable[..., T], *args: object) -> T:
-        rest = self._next_start - time.monotonic()
-        if rest > 0:
-            time.sleep(rest)
-        started = time.monotonic()
-        try:
+        if not self.busy():
             return function(*args)
-        finally:
-            finished = time.monotonic()
-            self._next_start = finished + (finished - started) * (1 - self.share) / self.share
+        with self._one_at_a_time:
+            rest = self._next_start - time.monotonic()
+            if rest > 0:
+                time.sleep(rest)
+            started = time.monotonic()
+            try:
+                return function(*args)
+            finally:
+                finished = time.monotonic()
+                self._next_start = finished + (finished - started) * (1 - self.share) / self.share
 
 
-_duty_cycle = _DutyCycle(HASHING_SHARE)
+_pacing = _Pacing(HASHING_SHARE, traffic.others_waiting)
 
 
 async def _off_loop(function: Callable[..., T], *args: object) -> T:
-    return await asyncio.get_running_loop().run_in_executor(
-        _hashing, _duty_cycle.run, function, *args
-    )
+    return await asyncio.get_running_loop().run_in_executor(_hashing, _pacing.run, function, *args)
 
 
 class InvalidToken(Exception):

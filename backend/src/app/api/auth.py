@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +17,7 @@ from app.api.context import (
     current_user_id,
     daos,
     document_errors,
+    prepared,
     requires_auth,
     settings,
     transaction,
@@ -39,6 +42,7 @@ from app.schemas import (
     UserOut,
 )
 from app.security import check_password, hash_password, issue_token
+from app.traffic import password_work
 
 bp = Blueprint("auth", __name__)
 
@@ -49,6 +53,7 @@ FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 @document_errors(409, 422)
 @json_body(RegisterRequest)
 @validate_response(UserOut, 201)
+@password_work
 async def register(data: RegisterRequest) -> tuple[UserOut, int]:
     password_hash = await hash_password(data.password)
     user = await transaction(
@@ -63,6 +68,7 @@ async def register(data: RegisterRequest) -> tuple[UserOut, int]:
 @document_errors(401, 422, 429)
 @document_request(LoginRequest)
 @validate_response(TokenOut, 200)
+@password_work
 async def login() -> TokenOut:
     """Exchange a user name and password for a bearer token (JSON or OAuth2 form body).
 
@@ -71,28 +77,45 @@ async def login() -> TokenOut:
     window, the answer is 429 with `Retry-After` (seconds), and the password is not checked.
     """
     credentials = await _login_request()
-    name, address, limits = credentials.username, client_address(request.remote_addr), _limits()
-    attempt = await transaction(
-        lambda s: daos().login_attempts.begin(s, name, address, limits), autocommit=True
+    # Shielded: a client that hangs up (Quart then cancels this handler) does not leave its
+    # attempt in progress, where it would count against the name and the address as a
+    # failure once LOGIN_CHECK_TIMEOUT passes. The attempt is settled as if the client had
+    # stayed, so hanging up cannot dodge a failure either.
+    outcome = await asyncio.shield(
+        _log_in(credentials, client_address(request.remote_addr), _limits())
     )
+    if isinstance(outcome, LoginRefused):
+        raise TooManyRequests(outcome.retry_after_seconds)
+    if outcome is None:
+        raise Unauthorized("incorrect user name or password")
+    ttl = settings().token_ttl_seconds
+    token = issue_token(outcome, settings().signing_key(), ttl)
+    return TokenOut(access_token=token, expires_in=ttl)
+
+
+async def _log_in(
+    credentials: LoginRequest, address: str, limits: LoginLimits
+) -> uuid.UUID | LoginRefused | None:
+    """Check the limits, then the password, and record the outcome: the user's id if the
+    password was right, None if not."""
+    name, password = credentials.username, credentials.password
+    attempt = await prepared(lambda s: daos().login_attempts.begin(s, name, address, limits))
     if isinstance(attempt, LoginRefused):
         record_login_failure("rate_limited")
-        raise TooManyRequests(attempt.retry_after_seconds)
-    attempt_id, user_id = attempt.id, attempt.user_id
-    check = await check_password(credentials.password, attempt.password_hash)
-    if user_id is None or not check.valid:
-        await transaction(lambda s: daos().login_attempts.fail(s, attempt_id), autocommit=True)
+        return attempt
+    check = await check_password(password, attempt.password_hash)
+    if attempt.user_id is None or not check.valid:
+        await prepared(lambda s: daos().login_attempts.fail(s, attempt.id))
         record_login_failure("invalid_credentials")
-        raise Unauthorized("incorrect user name or password")
-    await transaction(lambda s: daos().login_attempts.succeed(s, attempt_id, name), autocommit=True)
+        return None
+    user_id = attempt.user_id
+    await prepared(lambda s: daos().login_attempts.succeed(s, attempt.id, name))
     if check.new_hash is not None:
         new_hash = check.new_hash
         await transaction(
             lambda s: daos().users.set_password_hash(s, user_id, new_hash), autocommit=True
         )
-    ttl = settings().token_ttl_seconds
-    token = issue_token(user_id, settings().signing_key(), ttl)
-    return TokenOut(access_token=token, expires_in=ttl)
+    return user_id
 
 
 def client_address(remote_addr: str | None) -> str:

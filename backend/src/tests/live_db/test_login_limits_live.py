@@ -6,8 +6,9 @@ the limit; the window passes; and unknown users cost what wrong passwords cost.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -19,10 +20,12 @@ from quart.typing import TestClientProtocol as Client
 from quart.wrappers import Response
 from sqlalchemy import event, func, select, update
 
+from app.api import auth
 from app.db import Database
+from app.driver import DriverConnection, DriverRow
 from app.main import create_app
 from app.models import LoginAttempt, LoginAttemptDAO, LoginLimits
-from app.security import hashing_stats, issue_token
+from app.security import PasswordCheck, hashing_stats, issue_token
 from app.settings import Settings
 from tests.conftest import PASSWORD, make_settings, register, unique_name
 
@@ -243,13 +246,22 @@ async def test_a_client_may_log_in_over_several_connections_at_once(
 
 
 @pytest.fixture
-def statements(live_database: Database) -> Iterator[list[str]]:
-    """The SQL the app's engine sends, in order."""
+def statements(live_database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The SQL the app sends, in order: through SQLAlchemy, and straight to the driver."""
     sent: list[str] = []
 
     def capture(*args: Any) -> None:
         sent.append(str(args[2]))
 
+    driver_fetch = DriverConnection.fetch
+
+    async def capturing_fetch(
+        connection: DriverConnection, sql: str, args: Sequence[object]
+    ) -> list[DriverRow]:
+        sent.append(sql)
+        return await driver_fetch(connection, sql, args)
+
+    monkeypatch.setattr(DriverConnection, "fetch", capturing_fetch)
     engine = live_database.engine.sync_engine
     event.listen(engine, "before_cursor_execute", capture)
     yield sent
@@ -333,6 +345,49 @@ async def test_a_success_keeps_the_names_other_attempts_in_progress(
     await live_database.run(lambda s: LoginAttemptDAO.succeed(s, succeeded.id, name))
 
     assert [attempt.id for attempt in await _attempts(live_database, name)] == [in_progress.id]
+
+
+@pytest.mark.parametrize(
+    ("password", "failures_left"),
+    [pytest.param("not the password", 1, id="wrong"), pytest.param(PASSWORD, 0, id="right")],
+)
+async def test_a_client_that_hangs_up_during_the_check_leaves_no_attempt_in_progress(
+    worker: Quart,
+    live_database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    password: str,
+    failures_left: int,
+) -> None:
+    """Otherwise every abandoned check would count as a failure a minute later: a client
+    retrying after time-outs would lock its own name out; hanging up must not dodge a
+    failure either."""
+    name = await _register(worker)
+    checking, release = asyncio.Event(), asyncio.Event()
+    real_check = auth.check_password
+
+    async def held_check(password: str, stored_hash: str | None) -> PasswordCheck:
+        checking.set()
+        await release.wait()
+        return await real_check(password, stored_hash)
+
+    monkeypatch.setattr(auth, "check_password", held_check)
+    headers = {"Content-Type": "application/json"}
+    body = json.dumps({"username": name, "password": password}).encode()
+    async with worker.test_client().request(
+        "/auth/login", method="POST", headers=headers, scope_base={"client": (ADDRESS, 1)}
+    ) as connection:
+        await connection.send(body)
+        await connection.send_complete()
+        await asyncio.wait_for(checking.wait(), 10)
+        await connection.disconnect()
+    release.set()  # the handler is gone by now; the check goes on
+
+    for _ in range(100):
+        attempts = await _attempts(live_database, name)
+        if not any(attempt.in_progress for attempt in attempts):
+            break
+        await asyncio.sleep(0.05)
+    assert [attempt.in_progress for attempt in attempts] == [False] * failures_left
 
 
 # Key rotation -------------------------------------------------------------------------------

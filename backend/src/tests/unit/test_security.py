@@ -340,7 +340,7 @@ def test_hashing_rests_in_proportion_to_the_last_hash(monkeypatch: pytest.Monkey
     slept: list[float] = []
     monkeypatch.setattr(security.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(security.time, "sleep", lambda seconds: slept.append(seconds))
-    pacing = security._DutyCycle(0.5)
+    pacing = security._Pacing(0.5, busy=lambda: True)
 
     def hash_for(seconds: float) -> str:
         clock[0] += seconds
@@ -354,3 +354,26 @@ def test_hashing_rests_in_proportion_to_the_last_hash(monkeypatch: pytest.Monkey
     clock[0] += 0.100  # long idle: no rest needed
     pacing.run(hash_for, 0.030)
     assert slept == [pytest.approx(0.020)]
+
+
+def test_hashing_is_not_paced_while_no_other_request_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only logins in flight: nothing needs the CPU, so hashes follow each other at once; the
+    first hash once other requests arrive does not rest either."""
+    clock = [100.0]
+    slept: list[float] = []
+    busy = [False]
+    monkeypatch.setattr(security.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(security.time, "sleep", lambda seconds: slept.append(seconds))
+    pacing = security._Pacing(0.5, busy=lambda: busy[0])
+
+    def hash_for(seconds: float) -> str:
+        clock[0] += seconds
+        return "done"
+
+    for _ in range(3):
+        pacing.run(hash_for, 0.030)
+    busy[0] = True
+    pacing.run(hash_for, 0.030)
+    assert slept == []
+    pacing.run(hash_for, 0.030)
+    assert slept == [pytest.approx(0.030)]
