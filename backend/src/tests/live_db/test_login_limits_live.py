@@ -242,6 +242,22 @@ async def test_a_client_may_log_in_over_several_connections_at_once(
     assert [response.status_code for response in responses] == [200] * len(responses)
 
 
+async def test_concurrent_logins_in_one_worker_do_not_conflict(
+    worker: Quart, live_database: Database
+) -> None:
+    """They read and write the same rows; within a worker they are queued, so none is re-run
+    after a serialization failure."""
+    name = await _register(worker)
+    retries = live_database.stats.retries
+
+    responses = await asyncio.gather(
+        *(_login(worker, name) for _ in range(MAX_PER_USER + CONCURRENT))
+    )
+
+    assert [response.status_code for response in responses] == [200] * len(responses)
+    assert live_database.stats.retries == retries
+
+
 # Equal work for unknown users and wrong passwords ---------------------------------------------
 
 
