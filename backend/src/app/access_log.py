@@ -19,10 +19,10 @@ from collections.abc import Iterable
 from contextvars import ContextVar
 
 import structlog
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, HTTPScope
 from quart import Quart
 
-from app.body_limits import ASGIApp
+from app.asgi_middleware import HTTPMiddleware, wrap
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode("ascii")
@@ -35,19 +35,13 @@ with the same clock as the access line."""
 log = structlog.get_logger("access")
 
 
-class AccessLog:
+class AccessLog(HTTPMiddleware):
     """ASGI middleware: a request id in and out, bound to every log line of the request, and
     one access line when the answer is done."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    async def handle(
+        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         started = time.perf_counter()
         request_started.set(started)
         request_id = _request_id(scope["headers"])
@@ -87,4 +81,4 @@ def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
 
 def register_access_log(app: Quart) -> None:
     """Wrap the app's ASGI entry point; call last, so that the line covers every answer."""
-    app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]
+    wrap(app, AccessLog)

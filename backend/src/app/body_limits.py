@@ -18,24 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 
 from hypercorn.typing import (
     ASGIReceiveCallable,
     ASGIReceiveEvent,
     ASGISendCallable,
     ASGISendEvent,
-    Scope,
+    HTTPScope,
 )
 from quart import Quart
+
+from app.asgi_middleware import ASGIApp, HTTPMiddleware, wrap
 
 LINGER_SECONDS = 2.0
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]]
 
-
-class DrainUnreadBody:
+class DrainUnreadBody(HTTPMiddleware):
     """ASGI middleware: before an answer is completed, let the rest of the request body in.
 
     Hypercorn closes the connection as soon as the last response message arrives if the
@@ -45,13 +44,13 @@ class DrainUnreadBody:
     """
 
     def __init__(self, app: ASGIApp, linger_seconds: float = LINGER_SECONDS) -> None:
-        self.app = app
+        super().__init__(app)
         self.linger_seconds = linger_seconds
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    async def handle(
+        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+        if scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
         body_done = asyncio.Event()
@@ -77,4 +76,4 @@ class DrainUnreadBody:
 
 def register_body_limits(app: Quart) -> None:
     """Wrap the app's ASGI entry point (what Hypercorn and the test client call)."""
-    app.asgi_app = DrainUnreadBody(app.asgi_app)  # type: ignore[method-assign]
+    wrap(app, DrainUnreadBody)

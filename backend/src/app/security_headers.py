@@ -26,11 +26,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 from urllib.parse import urlsplit
 
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, HTTPScope
 from quart import Quart, Response
 from werkzeug.datastructures import Headers
 
-from app.body_limits import ASGIApp
+from app.asgi_middleware import ASGIApp, HTTPMiddleware, wrap
 
 API_CONTENT_SECURITY_POLICY = (
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -44,12 +44,12 @@ _CSP = b"content-security-policy"
 _CACHE_CONTROL = b"cache-control"
 
 
-class SecurityHeaders:
+class SecurityHeaders(HTTPMiddleware):
     """ASGI middleware: the hardening headers on every answer. A response that carries its
     own Content-Security-Policy (the docs page) or Cache-Control keeps it."""
 
     def __init__(self, app: ASGIApp, hsts_max_age_seconds: int = 0) -> None:
-        self.app = app
+        super().__init__(app)
         always = [
             (b"x-content-type-options", b"nosniff"),
             (b"x-frame-options", b"DENY"),
@@ -61,13 +61,9 @@ class SecurityHeaders:
         self.api_policy = (_CSP, API_CONTENT_SECURITY_POLICY.encode("ascii"))
         self.no_store = (_CACHE_CONTROL, NO_STORE.encode("ascii"))
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    async def handle(
+        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
         async def send_hardened(message: ASGISendEvent) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = self._hardened(message["headers"])
@@ -89,7 +85,7 @@ def register_security_headers(app: Quart, hsts_max_age_seconds: int = 0) -> None
     """Add the headers to every response of `app`; call after QuartSchema (the docs page's
     policy names its asset URLs)."""
     _give_the_docs_page_its_policy(app)
-    app.asgi_app = SecurityHeaders(app.asgi_app, hsts_max_age_seconds)  # type: ignore[method-assign]
+    wrap(app, lambda inner: SecurityHeaders(inner, hsts_max_age_seconds))
 
 
 def _give_the_docs_page_its_policy(app: Quart) -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 from quart import Quart
 
-from app.body_limits import ASGIApp
+from app.asgi_middleware import ASGIApp, HTTPMiddleware, wrap
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -42,23 +42,23 @@ def password_work(handler: F) -> F:
     return handler
 
 
-class CountRequests:
+class CountRequests(HTTPMiddleware):
     """ASGI middleware: keeps `traffic.in_flight`."""
 
-    def __init__(self, asgi_app: ASGIApp, app: Quart) -> None:
-        self.asgi_app = asgi_app
-        self.app = app
+    def __init__(self, app: ASGIApp, quart_app: Quart) -> None:
+        super().__init__(app)
+        self.quart_app = quart_app
         self._password_paths: frozenset[str] | None = None
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    async def handle(
+        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] != "http" or scope["path"] in self._uncounted():
-            await self.asgi_app(scope, receive, send)
+        if scope["path"] in self._uncounted():
+            await self.app(scope, receive, send)
             return
         traffic.in_flight += 1
         try:
-            await self.asgi_app(scope, receive, send)
+            await self.app(scope, receive, send)
         finally:
             traffic.in_flight -= 1
 
@@ -66,14 +66,14 @@ class CountRequests:
         """The paths of the marked routes, found at the first request (every route exists
         by then)."""
         if self._password_paths is None:
-            views = self.app.view_functions
+            views = self.quart_app.view_functions
             self._password_paths = frozenset(
                 rule.rule
-                for rule in self.app.url_map.iter_rules()
+                for rule in self.quart_app.url_map.iter_rules()
                 if getattr(views.get(rule.endpoint), PASSWORD_WORK, False)
             )
         return self._password_paths
 
 
 def register_traffic_count(app: Quart) -> None:
-    app.asgi_app = CountRequests(app.asgi_app, app)  # type: ignore[method-assign]
+    wrap(app, lambda inner: CountRequests(inner, app))
