@@ -28,6 +28,10 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode("ascii")
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
+CLIENT_CLOSED_REQUEST = 499
+"""The access line's status when no answer was sent because the client hung up (as nginx
+logs it); never sent to anyone."""
+
 request_started: ContextVar[float] = ContextVar("request_started")
 """When the current request reached the app (`time.perf_counter`): /metrics times requests
 with the same clock as the access line."""
@@ -46,7 +50,7 @@ class AccessLog(HTTPMiddleware):
         request_started.set(started)
         request_id = _request_id(scope["headers"])
         echoed = (_REQUEST_ID_NAME, request_id)
-        status = 500  # unless the app answers: an exception that escaped it becomes a 500
+        status = CLIENT_CLOSED_REQUEST  # the client went away before any answer
 
         async def send_with_id(message: ASGISendEvent) -> None:
             nonlocal status
@@ -59,6 +63,10 @@ class AccessLog(HTTPMiddleware):
         structlog.contextvars.bind_contextvars(request_id=request_id.decode("ascii"))
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            if status == CLIENT_CLOSED_REQUEST:
+                status = 500  # what the server answers for an exception that escaped the app
+            raise
         finally:
             log.info(
                 "request",

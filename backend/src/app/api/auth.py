@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from pydantic import ValidationError
 from quart import Blueprint, current_app, request
 from quart_schema import document_request, validate_response
@@ -45,6 +46,7 @@ from app.security import check_password, hash_password, issue_token
 from app.traffic import password_work
 
 bp = Blueprint("auth", __name__)
+log = structlog.get_logger(__name__)
 
 LOGIN_ATTEMPTS_LOCK = "login_attempts_lock"
 
@@ -83,9 +85,14 @@ async def login() -> TokenOut:
     # attempt in progress, where it would count against the name and the address as a
     # failure once LOGIN_CHECK_TIMEOUT passes. The attempt is settled as if the client had
     # stayed, so hanging up cannot dodge a failure either.
-    outcome = await asyncio.shield(
+    logging_in = asyncio.ensure_future(
         _log_in(credentials, client_address(request.remote_addr), _limits())
     )
+    try:
+        outcome = await asyncio.shield(logging_in)
+    except asyncio.CancelledError:
+        logging_in.add_done_callback(_report_unsettled)
+        raise
     if isinstance(outcome, LoginRefused):
         raise TooManyRequests(outcome.retry_after_seconds)
     if outcome is None:
@@ -121,6 +128,14 @@ async def _log_in(
             lambda s: daos().users.set_password_hash(s, user_id, new_hash), autocommit=True
         )
     return user_id
+
+
+def _report_unsettled(logging_in: asyncio.Future[Any]) -> None:
+    """After a hang-up nobody awaits the login any more: say if it could not be settled (the
+    attempt then counts as failed once LOGIN_CHECK_TIMEOUT passes)."""
+    error = None if logging_in.cancelled() else logging_in.exception()
+    if error is not None:
+        log.warning("login left unsettled after a hang-up", error_type=type(error).__name__)
 
 
 def _attempts_lock() -> asyncio.Lock:

@@ -4,6 +4,7 @@ per client address, without any password hashing while limited, and what resets 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from quart import Quart
 from quart.typing import TestClientProtocol as QuartClient
 
+from app.api import auth
 from app.api.auth import client_address
 from app.housekeeping import purge_expired_rows
 from app.main import create_app
@@ -24,9 +26,10 @@ from app.models import (
     LoginAttempt,
     LoginLimits,
 )
-from app.security import HashingStats, hashing_stats
+from app.security import HashingStats, PasswordCheck, hashing_stats
 from tests import fakes
 from tests.conftest import PASSWORD, make_settings, register, unique_name
+from tests.recorded_log import RecordedLog
 from tests.unit.assertions import assert_error, assert_unauthorized
 
 MAX_PER_USER = 3
@@ -385,3 +388,39 @@ async def test_openapi_documents_429_on_login(client: QuartClient) -> None:
     responses = spec["paths"]["/auth/login"]["post"]["responses"]
     assert "429" in responses
     assert "Retry-After" in spec["paths"]["/auth/login"]["post"]["description"]
+
+
+async def test_a_login_left_unsettled_after_a_hang_up_is_reported(
+    client: QuartClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody awaits the login once its client is gone: a failure to settle it must still be
+    said, since the attempt then counts as failed later."""
+    name = unique_name()
+    await register(client, name)
+    checking, release = asyncio.Event(), asyncio.Event()
+    warnings = RecordedLog()
+
+    async def failing_check(password: str, stored_hash: str | None) -> PasswordCheck:
+        checking.set()
+        await release.wait()
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(auth, "check_password", failing_check)
+    monkeypatch.setattr(auth, "log", warnings)
+    body = json.dumps({"username": name, "password": PASSWORD}).encode()
+    async with client.request(
+        "/auth/login", method="POST", headers={"Content-Type": "application/json"}
+    ) as connection:
+        await connection.send(body)
+        await connection.send_complete()
+        await asyncio.wait_for(checking.wait(), 10)
+        await connection.disconnect()
+    release.set()
+    for _ in range(100):
+        if warnings.lines:
+            break
+        await asyncio.sleep(0.01)
+
+    assert warnings.lines == [
+        ("warning", "login left unsettled after a hang-up", {"error_type": "RuntimeError"})
+    ]
