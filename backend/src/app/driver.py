@@ -11,12 +11,18 @@ statement once per connection and reuses it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import Dialect
+from sqlalchemy import event
+from sqlalchemy.engine import Dialect, Engine
+
+StatementObserver = Callable[[str, Sequence[object]], None]
+_observers: list[StatementObserver] = []
+"""Called with every statement a DriverConnection sends: see `sent_statements`."""
 
 
 class DriverRow(asyncpg.Record):  # type: ignore[misc]
@@ -47,5 +53,29 @@ class DriverConnection:
     dialect: Dialect
 
     async def fetch(self, sql: str, args: Sequence[object]) -> list[DriverRow]:
+        for observe in _observers:
+            observe(sql, args)
         rows: list[DriverRow] = await self.connection.fetch(sql, *args, record_class=DriverRow)
         return rows
+
+
+@contextlib.contextmanager
+def sent_statements(engine: Engine) -> Iterator[list[tuple[str, Sequence[object]]]]:
+    """Every statement (SQL and parameters, in order) sent while the block runs, whether
+    through `engine` or straight to the driver: for tests and benchmarks that check what the
+    app sends, whichever path a route takes."""
+    sent: list[tuple[str, Sequence[object]]] = []
+
+    def through_engine(conn: object, cursor: object, sql: str, args: Any, *_: object) -> None:
+        sent.append((sql, args))
+
+    def to_driver(sql: str, args: Sequence[object]) -> None:
+        sent.append((sql, args))
+
+    event.listen(engine, "before_cursor_execute", through_engine)
+    _observers.append(to_driver)
+    try:
+        yield sent
+    finally:
+        _observers.remove(to_driver)
+        event.remove(engine, "before_cursor_execute", through_engine)

@@ -55,12 +55,13 @@ from types import FrameType
 from typing import Any, TextIO
 
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import embedded, migrate
 from app.database_url import normalise
 from app.db import Database, Session
+from app.driver import sent_statements
 from app.logs import configure_logging
 from app.main import create_app
 from app.models import OrganizationDAO, SpaceDAO, UserDAO
@@ -598,18 +599,9 @@ async def capture_page_query(
 ) -> tuple[str, Any]:
     """The very SQL and bound parameters the endpoint sends for a page, captured from the
     app's engine during a real request rather than rebuilt from the DAO."""
-    captured: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "LATERAL" in statement:
-            captured.append((statement, parameters))
-
-    engine = target.database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with sent_statements(target.database.engine.sync_engine) as sent:
         response = await target.client.get("/todos", query_string=query, headers=headers)
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
+    captured = [(sql, args) for sql, args in sent if "LATERAL" in sql]
     if response.status_code != 200 or len(captured) != 1:
         raise BenchError(f"{listing.name}: captured {len(captured)} page queries")
     return captured[0]

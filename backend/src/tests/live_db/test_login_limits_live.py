@@ -18,11 +18,11 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from quart.wrappers import Response
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from app.api import auth
 from app.db import Database
-from app.driver import DriverConnection, DriverRow
+from app.driver import sent_statements
 from app.main import create_app
 from app.models import LoginAttempt, LoginAttemptDAO, LoginLimits
 from app.security import PasswordCheck, hashing_stats, issue_token
@@ -262,30 +262,14 @@ async def test_concurrent_logins_in_one_worker_do_not_conflict(
 
 
 @pytest.fixture
-def statements(live_database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def statements(live_database: Database) -> Iterator[list[tuple[str, Sequence[object]]]]:
     """The SQL the app sends, in order: through SQLAlchemy, and straight to the driver."""
-    sent: list[str] = []
-
-    def capture(*args: Any) -> None:
-        sent.append(str(args[2]))
-
-    driver_fetch = DriverConnection.fetch
-
-    async def capturing_fetch(
-        connection: DriverConnection, sql: str, args: Sequence[object]
-    ) -> list[DriverRow]:
-        sent.append(sql)
-        return await driver_fetch(connection, sql, args)
-
-    monkeypatch.setattr(DriverConnection, "fetch", capturing_fetch)
-    engine = live_database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", capture)
-    yield sent
-    event.remove(engine, "before_cursor_execute", capture)
+    with sent_statements(live_database.engine.sync_engine) as sent:
+        yield sent
 
 
 async def test_unknown_user_and_wrong_password_do_the_same_work(
-    worker: Quart, statements: list[str]
+    worker: Quart, statements: list[tuple[str, Sequence[object]]]
 ) -> None:
     """The same statements and the same argon2 verifications, so the same time: checked by
     counting the work rather than by a timing assertion that could flake."""
@@ -294,12 +278,12 @@ async def test_unknown_user_and_wrong_password_do_the_same_work(
     statements.clear()
     before = hashing_stats.current_verifications
     wrong = await _login(worker, name, "not the password")
-    wrong_work = (list(statements), hashing_stats.current_verifications - before)
+    wrong_work = ([sql for sql, _ in statements], hashing_stats.current_verifications - before)
 
     statements.clear()
     before = hashing_stats.current_verifications
     unknown = await _login(worker, unique_name(), "not the password")
-    unknown_work = (list(statements), hashing_stats.current_verifications - before)
+    unknown_work = ([sql for sql, _ in statements], hashing_stats.current_verifications - before)
 
     assert wrong.status_code == unknown.status_code == 401
     assert await wrong.get_json() == await unknown.get_json()

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from app.db import Database, Session
+from app.driver import sent_statements
 from app.models import MembershipDAO, OrganizationDAO, Role, SpaceDAO, TodoDAO
 from app.pagination import Keyset
 from tests.conftest import Caller, new_caller, unique_name
@@ -368,18 +369,10 @@ async def _explain_page(
     session: Session, engine: Engine, world: World, done: bool | None, after: Keyset | None
 ) -> str:
     """EXPLAIN of the statement `page_visible` emits, with the parameters it bound."""
-    captured: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        captured.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with sent_statements(engine) as captured:
         page = await TodoDAO.page_visible(
             session, world.alice.id, space_id=world.a1, done=done, after=after, fetch=51
         )
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
     assert len(page) == 51
     [(statement, parameters)] = captured
     connection = await session.connection()
