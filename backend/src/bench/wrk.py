@@ -15,6 +15,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.processes import BenchError
+
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 POST_JSON_SCRIPT = LUA_DIR / "post_json.lua"
 PATCH_TODO_SCRIPT = LUA_DIR / "patch_todo.lua"
@@ -38,7 +40,7 @@ class WrkMissing(RuntimeError):
     """No `wrk` on PATH; the message says how to install it."""
 
 
-class WrkFailed(RuntimeError):
+class WrkFailed(BenchError):
     """wrk exited with an error, ran too long, or printed a report that could not be read."""
 
 
