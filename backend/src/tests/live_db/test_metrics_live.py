@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import pytest
 from quart.typing import TestClientProtocol as QuartClient
@@ -14,6 +13,7 @@ from app.main import create_app
 from app.metrics import pool_usage
 from app.models import UserDAO
 from app.settings import Settings
+from tests.live_db.conflicts import conflicting_append
 from tests.unit.test_metrics import Samples, sample, scrape, series
 
 pytestmark = pytest.mark.live_db
@@ -59,25 +59,6 @@ async def _create_user(database: Database, name: str) -> None:
     await database.run(lambda s: UserDAO.create(s, name, "h"))
 
 
-def _conflicting_append(
-    name: str, suffix: str, both_read: asyncio.Barrier
-) -> Callable[[Session], Awaitable[None]]:
-    """Read the row, wait (first attempt only) until the other unit has read it too, then
-    write from what was read: at SERIALIZABLE one of the two fails with SQLSTATE 40001."""
-    attempts = 0
-
-    async def work(session: Session) -> None:
-        nonlocal attempts
-        attempts += 1
-        user = await UserDAO.get_by_name(session, name)
-        assert user is not None
-        if attempts == 1:
-            await both_read.wait()
-        await UserDAO.set_password_hash(session, user.id, user.password_hash + suffix)
-
-    return work
-
-
 async def test_serialization_retries_are_counted(
     live_client: QuartClient, live_database: Database
 ) -> None:
@@ -86,8 +67,8 @@ async def test_serialization_retries_are_counted(
     both_read = asyncio.Barrier(2)
 
     await asyncio.gather(
-        live_database.run(_conflicting_append("contended-metrics", "a", both_read)),
-        live_database.run(_conflicting_append("contended-metrics", "b", both_read)),
+        live_database.run(conflicting_append("contended-metrics", "a", both_read)),
+        live_database.run(conflicting_append("contended-metrics", "b", both_read)),
     )
     after = await scrape(live_client)
 
@@ -105,8 +86,8 @@ async def test_exhausted_retries_are_counted(
     both_read = asyncio.Barrier(2)
     async with app.test_app():
         results = await asyncio.gather(
-            impatient.run(_conflicting_append("contended-metrics-once", "a", both_read)),
-            impatient.run(_conflicting_append("contended-metrics-once", "b", both_read)),
+            impatient.run(conflicting_append("contended-metrics-once", "a", both_read)),
+            impatient.run(conflicting_append("contended-metrics-once", "b", both_read)),
             return_exceptions=True,
         )
         samples = await scrape(app.test_client())

@@ -12,30 +12,13 @@ import pytest
 
 from app.db import Database, DatabaseBusy, InvalidData, RetryPolicy, Session
 from app.models import UserDAO
+from tests.live_db.conflicts import conflicting_append
 
 pytestmark = pytest.mark.live_db
 
 
 async def _create_user(database: Database, name: str, password_hash: str = "h") -> None:
     await database.run(lambda s: UserDAO.create(s, name, password_hash))
-
-
-def _conflicting_append(database: Database, name: str, suffix: str, both_read: asyncio.Barrier):
-    """A unit of work that reads the row, waits until the other one has read it too (on the
-    first attempt only), then writes a value derived from what it read."""
-    attempts = 0
-
-    async def work(session: Session) -> int:
-        nonlocal attempts
-        attempts += 1
-        user = await UserDAO.get_by_name(session, name)
-        assert user is not None
-        if attempts == 1:
-            await both_read.wait()
-        await UserDAO.set_password_hash(session, user.id, user.password_hash + suffix)
-        return attempts
-
-    return work
 
 
 async def test_conflicting_transactions_are_retried_and_no_update_is_lost(
@@ -46,8 +29,8 @@ async def test_conflicting_transactions_are_retried_and_no_update_is_lost(
     retries_before = live_database.stats.retries
 
     attempts = await asyncio.gather(
-        live_database.run(_conflicting_append(live_database, "contended", "a", both_read)),
-        live_database.run(_conflicting_append(live_database, "contended", "b", both_read)),
+        live_database.run(conflicting_append("contended", "a", both_read)),
+        live_database.run(conflicting_append("contended", "b", both_read)),
     )
 
     user = await live_database.run(lambda s: UserDAO.get_by_name(s, "contended"))
@@ -64,8 +47,8 @@ async def test_exhausted_retries_raise_database_busy(live_database: Database) ->
     both_read = asyncio.Barrier(2)
     try:
         results = await asyncio.gather(
-            impatient.run(_conflicting_append(impatient, "contended-once", "a", both_read)),
-            impatient.run(_conflicting_append(impatient, "contended-once", "b", both_read)),
+            impatient.run(conflicting_append("contended-once", "a", both_read)),
+            impatient.run(conflicting_append("contended-once", "b", both_read)),
             return_exceptions=True,
         )
     finally:
