@@ -371,6 +371,15 @@ class Served:
         return f"http://127.0.0.1:{self.port}"
 
 
+def register_and_log_in(http: httpx.Client, name: str, password: str = PASSWORD) -> str:
+    """Register `name` on a served process over HTTP and log in: the token."""
+    registered = http.post("/auth/register", json={"name": name, "password": password})
+    assert registered.status_code == 201, registered.text
+    login = http.post("/auth/login", json={"username": name, "password": password})
+    assert login.status_code == 200, login.text
+    return str(login.json()["access_token"])
+
+
 @contextlib.contextmanager
 def served(
     env: dict[str, str], log: Path, *args: str, ready_path: str = "/readyz"

@@ -39,9 +39,9 @@ from app.database_url import normalise
 from bench.connection import Connection, ConnectionDropped, Reply
 from bench.postgres import RestartablePostgres, restartable_postgres
 from tests.conftest import (
-    PASSWORD,
     TEST_SECRET,
     create_database,
+    register_and_log_in,
     served,
     unique_name,
 )
@@ -121,13 +121,8 @@ def service() -> Iterator[Service]:
 
 
 def _token(base_url: str) -> str:
-    name = unique_name()
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        registered = client.post("/auth/register", json={"name": name, "password": PASSWORD})
-        assert registered.status_code == 201, registered.text
-        login = client.post("/auth/login", json={"username": name, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        return str(login.json()["access_token"])
+        return register_and_log_in(client, unique_name())
 
 
 def _space(service: Service) -> str:

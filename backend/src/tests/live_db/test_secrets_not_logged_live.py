@@ -15,7 +15,7 @@ import pytest
 
 from app.db import Database
 from app.security import issue_token
-from tests.conftest import TEST_SECRET, served, unique_name
+from tests.conftest import TEST_SECRET, register_and_log_in, served, unique_name
 
 pytestmark = pytest.mark.live_db
 
@@ -48,11 +48,7 @@ def test_passwords_and_tokens_never_reach_the_log(server: tuple[str, Path]) -> N
     base_url, log = server
     name = unique_name()
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        register = client.post("/auth/register", json={"name": name, "password": PASSWORD})
-        assert register.status_code == 201, register.text
-        login = client.post("/auth/login", json={"username": name, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        token = login.json()["access_token"]
+        token = register_and_log_in(client, name, PASSWORD)
         user_id = uuid.UUID(client.get("/me", headers=_bearer(token)).json()["id"])
         foreign_token = issue_token(user_id, OTHER_SECRET, 60)
         expired_token = issue_token(user_id, TEST_SECRET, -10)

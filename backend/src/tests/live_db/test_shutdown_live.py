@@ -35,7 +35,7 @@ import pytest
 
 from app import embedded
 from app.embedded import POSTGRES_DIR
-from tests.conftest import PASSWORD, free_port, unique_name, wait_for_http
+from tests.conftest import PASSWORD, free_port, register_and_log_in, unique_name, wait_for_http
 from tests.live_db.test_cli_live import (
     SOURCE_DIR,
     assert_postgres_stopped,
@@ -206,12 +206,11 @@ def _setup(base_url: str) -> tuple[list[str], str, str]:
     """Users to log in (one login each) and a token and space of the first, through the API."""
     names = [unique_name() for _ in range(LOGINS)]
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        for name in names:
+        token = register_and_log_in(client, names[0])
+        headers = {"Authorization": f"Bearer {token}"}
+        for name in names[1:]:
             registered = client.post("/auth/register", json={"name": name, "password": PASSWORD})
             assert registered.status_code == 201, registered.text
-        login = client.post("/auth/login", json={"username": names[0], "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
         organization = client.post(
             "/organizations", json={"name": unique_name("org")}, headers=headers
         )
@@ -221,7 +220,7 @@ def _setup(base_url: str) -> tuple[list[str], str, str]:
             headers=headers,
         )
         assert space.status_code == 201, space.text
-    return names, login.json()["access_token"], space.json()["id"]
+    return names, token, space.json()["id"]
 
 
 @pytest.mark.parametrize(
