@@ -10,7 +10,6 @@ conflicts are handled with `ON CONFLICT`, and nothing relies on sequences or adv
 from __future__ import annotations
 
 import enum
-import functools
 import math
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -1020,7 +1019,7 @@ class LoginAttemptDAO(BaseDAO):
             "address_reached": limits.max_per_address + concurrent - 1,
             "address_failed": limits.max_per_address - 1,
         }
-        row = (await _rows(session, _login_statements().begin, parameters))[0]
+        row = (await _rows(session, _LOGIN_STATEMENTS.begin, parameters))[0]
         retry_after = login_retry_after(
             row.checked_at,
             limits.window,
@@ -1034,14 +1033,14 @@ class LoginAttemptDAO(BaseDAO):
     @classmethod
     async def fail(cls, session: Executor, attempt_id: uuid.UUID) -> None:
         """The password was wrong (or the name unknown): the attempt stays, as a failure."""
-        await _rows(session, _login_statements().fail, {"attempt_id": attempt_id})
+        await _rows(session, _LOGIN_STATEMENTS.fail, {"attempt_id": attempt_id})
 
     @classmethod
     async def succeed(cls, session: Executor, attempt_id: uuid.UUID, user_name: str) -> None:
         """The password was right: forget the attempt and the name's failures, but not other
         attempts for the name still in progress, which may yet fail."""
         parameters = {"attempt_id": attempt_id, "user_name": user_name}
-        await _rows(session, _login_statements().succeed, parameters)
+        await _rows(session, _LOGIN_STATEMENTS.succeed, parameters)
 
     @classmethod
     async def purge_expired(
@@ -1060,11 +1059,10 @@ class _LoginStatements:
     succeed: Executable
 
 
-@functools.cache
 def _login_statements() -> _LoginStatements:
-    """LoginAttemptDAO's statements, built once, with the limits as parameters: SQLAlchemy
-    could not cache the compiled `begin` (its key), and compiling it cost some 4 ms of the
-    event loop per login."""
+    """LoginAttemptDAO's statements, built once (below), with the limits as parameters:
+    SQLAlchemy could not cache the compiled `begin` (its key), and compiling it cost some 4 ms
+    of the event loop per login."""
     attempts = LoginAttemptDAO
     user_name = bindparam("user_name", type_=String)
     address = bindparam("address", type_=String)
@@ -1127,6 +1125,9 @@ def _login_statements() -> _LoginStatements:
     )
     succeed = delete(attempts).where(attempts.user_name == user_name, settled)
     return _LoginStatements(begin=begin, fail=fail, succeed=succeed.returning(attempts.id))
+
+
+_LOGIN_STATEMENTS = _login_statements()
 
 
 class SchemaDAO:

@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from pydantic import ValidationError
@@ -24,7 +24,7 @@ from app.api.context import (
     transaction,
 )
 from app.api.validation import json_body, request_json
-from app.db import Session
+from app.db import PreparedWork, Session
 from app.errors import Conflict, TooManyRequests, Unauthorized
 from app.metrics import record_login_failure
 from app.models import (
@@ -49,6 +49,7 @@ bp = Blueprint("auth", __name__)
 log = structlog.get_logger(__name__)
 
 LOGIN_ATTEMPTS_LOCK = "login_attempts_lock"
+T = TypeVar("T")
 
 FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
@@ -108,20 +109,17 @@ async def _log_in(
     """Check the limits, then the password, and record the outcome: the user's id if the
     password was right, None if not."""
     name, password = credentials.username, credentials.password
-    async with _attempts_lock():
-        attempt = await prepared(lambda s: daos().login_attempts.begin(s, name, address, limits))
+    attempt = await _on_attempts(lambda s: daos().login_attempts.begin(s, name, address, limits))
     if isinstance(attempt, LoginRefused):
         record_login_failure("rate_limited")
         return attempt
     check = await check_password(password, attempt.password_hash)
     if attempt.user_id is None or not check.valid:
-        async with _attempts_lock():
-            await prepared(lambda s: daos().login_attempts.fail(s, attempt.id))
+        await _on_attempts(lambda s: daos().login_attempts.fail(s, attempt.id))
         record_login_failure("invalid_credentials")
         return None
     user_id = attempt.user_id
-    async with _attempts_lock():
-        await prepared(lambda s: daos().login_attempts.succeed(s, attempt.id, name))
+    await _on_attempts(lambda s: daos().login_attempts.succeed(s, attempt.id, name))
     if check.new_hash is not None:
         new_hash = check.new_hash
         await transaction(
@@ -138,14 +136,17 @@ def _report_unsettled(logging_in: asyncio.Future[Any]) -> None:
         log.warning("login left unsettled after a hang-up", error_type=type(error).__name__)
 
 
-def _attempts_lock() -> asyncio.Lock:
-    """One login_attempts statement at a time in this worker. Concurrent logins for one name
-    or from one address read and write the same rows, so at SERIALIZABLE most of them failed
-    and were re-run (1.5 times per login at 32 concurrent logins); queued here, they do not
-    conflict at all within a worker, each statement taking well under a millisecond. Other
+async def _on_attempts(work: PreparedWork[T]) -> T:
+    """Run a login_attempts statement, one at a time in this worker. Concurrent logins for one
+    name or from one address read and write the same rows, so at SERIALIZABLE most of them
+    failed and were re-run (1.5 times per login at 32 concurrent logins); queued here, they do
+    not conflict at all within a worker, each statement taking well under a millisecond. Other
     workers and replicas still conflict now and then, and the database still decides."""
-    lock: asyncio.Lock = current_app.extensions.setdefault(LOGIN_ATTEMPTS_LOCK, asyncio.Lock())
-    return lock
+    lock: asyncio.Lock | None = current_app.extensions.get(LOGIN_ATTEMPTS_LOCK)
+    if lock is None:
+        lock = current_app.extensions[LOGIN_ATTEMPTS_LOCK] = asyncio.Lock()
+    async with lock:
+        return await prepared(work)
 
 
 def client_address(remote_addr: str | None) -> str:
