@@ -27,9 +27,11 @@ from hypercorn.config import Config, Sockets
 from pydantic import ValidationError
 from quart import Quart
 
-from app import embedded, migrate
-from app.db import Database, DatabaseUnavailable
+from app.db import embedded, migrate
+from app.db.database import Database
+from app.db.failures import DatabaseUnavailable
 from app.logs import configure_logging
+from app.models import SchemaDAO
 from app.settings import SOURCE_DIR, ConfigError, Settings
 
 log = structlog.get_logger("minor_illusion")
@@ -143,9 +145,8 @@ def _serve(args: argparse.Namespace, url: str, settings: Settings) -> int:
         config.worker_class = "asyncio"
     # One malloc arena in the workers (glibc reads this as a process starts): otherwise each
     # hashing thread keeps an arena of its own holding its last argon2 buffer
-    # (security.ARGON2_MEMORY_KIB) for good; with one, freed buffers go back to the system.
-    # Measured after a login burst and then reads: worker RSS 100 MB instead of 139 MB,
-    # with the same login and read throughput. An operator's own setting wins.
+    # (security.ARGON2_MEMORY_KIB) for good; with one, freed buffers go back to the system
+    # (the README's benchmark section has the figures). An operator's own setting wins.
     os.environ.setdefault("MALLOC_ARENA_MAX", "1")
     for bind in config.bind:
         log.info("serving", url=f"http://{bind}{config.root_path}/", workers=config.workers)
@@ -248,7 +249,7 @@ async def _wait_for_database(settings: Settings, patience_seconds: float) -> int
     try:
         while True:
             try:
-                revision = await database.schema_revision()
+                revision = await database.run(SchemaDAO.current_revision, single_statement=True)
             except DatabaseUnavailable as error:
                 if time.monotonic() >= deadline:
                     log.error("database still unreachable, giving up", waited=patience_seconds)
@@ -269,7 +270,7 @@ def exit_cleanly_on_sigterm() -> None:
     While Hypercorn serves, it installs its own handler and shuts down gracefully instead.
     """
 
-    def _handler(signum: int, frame: FrameType | None) -> None:
+    def _handler(signum: int, _frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _handler)

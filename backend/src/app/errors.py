@@ -18,7 +18,7 @@ from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
-from app.db import DatabaseBusy, DatabaseUnavailable, InvalidData, MissingReference
+from app.db.failures import DatabaseBusy, DatabaseUnavailable, InvalidData, MissingReference
 
 log = structlog.get_logger(__name__)
 

@@ -1,8 +1,8 @@
 """Garbage collector settings for a serving worker.
 
 A full collection walks every tracked object, and after start-up that is some 115,000 of them
-(the modules of Quart, SQLAlchemy, pydantic and the app), which takes 70-80 ms on a small
-machine: every such pause stalls all requests in flight, and under load it came every few
+(the modules of Quart, SQLAlchemy, pydantic and the app), which takes tens of milliseconds on
+a small machine: every such pause stalls all requests in flight, and under load it came every few
 seconds and set the p99 latency. Almost all of those objects live as long as the process, so
 they are moved out of the collector's sight once the app has started (`gc.freeze`). The
 first generation's threshold is raised as well: requests create many short-lived containers,

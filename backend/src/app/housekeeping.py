@@ -12,7 +12,8 @@ from datetime import timedelta
 
 import structlog
 
-from app.db import Database, DatabaseUnavailable, UnitOfWork
+from app.db.database import Database, Work
+from app.db.failures import DatabaseUnavailable
 from app.models import Daos
 
 log = structlog.get_logger(__name__)
@@ -26,9 +27,9 @@ async def purge_expired_rows(
 ) -> None:
     """Forever: delete expired rows in batches, then sleep `interval`; cancelled at shutdown."""
     window = timedelta(seconds=database.settings.login_failure_window_seconds)
-    purges: dict[str, UnitOfWork[int]] = {
-        "idempotency_keys": lambda s: daos.idempotency_keys.purge_expired(s, PURGE_BATCH),
-        "login_attempts": lambda s: daos.login_attempts.purge_expired(s, window, PURGE_BATCH),
+    purges: dict[str, Work[int]] = {
+        "idempotency_keys": lambda x: daos.idempotency_keys.purge_expired(x, PURGE_BATCH),
+        "login_attempts": lambda x: daos.login_attempts.purge_expired(x, window, PURGE_BATCH),
     }
     while True:
         for table, purge in purges.items():
@@ -36,7 +37,7 @@ async def purge_expired_rows(
         await asyncio.sleep(interval)
 
 
-async def _purge(database: Database, table: str, purge: UnitOfWork[int]) -> None:
+async def _purge(database: Database, table: str, purge: Work[int]) -> None:
     try:
         while (purged := await database.run(purge)) == PURGE_BATCH:
             log.info("purged expired rows", table=table, count=purged)

@@ -10,23 +10,23 @@ from quart import Quart
 from quart_schema import QuartSchema
 from quart_schema.typing import PydanticDumpOptions
 
-from app.access_log import register_access_log
 from app.api import auth, health, organizations, spaces, todos
 from app.api.context import BEARER_SCHEME
-from app.body_limits import register_body_limits
-from app.cors import register_cors
-from app.db import Database
+from app.db.database import Database
 from app.errors import register_error_handlers
 from app.gc_tuning import tune_for_serving
 from app.housekeeping import purge_expired_rows
-from app.json_limits import register_json_limits
+from app.http.access_log import register_access_log
+from app.http.body_limits import register_body_limits
+from app.http.cors import register_cors
+from app.http.json_limits import register_json_limits
+from app.http.metrics import register_metrics
+from app.http.openapi import Provider
+from app.http.security_headers import register_security_headers
+from app.http.traffic import register_traffic_count
 from app.logs import configure_logging
-from app.metrics import register_metrics
 from app.models import Daos
-from app.openapi import Provider
-from app.security_headers import register_security_headers
 from app.settings import Settings
-from app.traffic import register_traffic_count
 
 
 def create_app(

@@ -33,7 +33,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from app.traffic import traffic
+from app.http.traffic import traffic
 
 ALGORITHM = "HS256"
 T = TypeVar("T")

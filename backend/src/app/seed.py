@@ -12,7 +12,8 @@ import uuid
 
 import structlog
 
-from app.db import Database, Session
+from app.db.database import Database
+from app.db.executor import Executor
 from app.models import Daos, Role
 from app.security import hash_password
 from app.settings import Settings
@@ -37,7 +38,7 @@ async def seed(settings: Settings, password: str | None = None, daos: Daos | Non
     password_hash = await hash_password(password)
     await database.start()
     try:
-        created = await database.run(lambda s: _seed(s, daos, password_hash, not generated))
+        created = await database.run(lambda x: _seed(x, daos, password_hash, not generated))
     finally:
         await database.stop()
     for name in (OWNER, MEMBER):
@@ -49,36 +50,36 @@ async def seed(settings: Settings, password: str | None = None, daos: Daos | Non
 
 
 async def _seed(
-    session: Session, daos: Daos, password_hash: str, reset_passwords: bool
+    executor: Executor, daos: Daos, password_hash: str, reset_passwords: bool
 ) -> set[str]:
     """Create what is missing; return the names of the users created now."""
     created: set[str] = set()
     users: dict[str, uuid.UUID] = {}
     for name in (OWNER, MEMBER):
-        user = await daos.users.get_by_name(session, name)
+        user = await daos.users.get_by_name(executor, name)
         if user is None:
-            user = await daos.users.create(session, name, password_hash)
+            user = await daos.users.create(executor, name, password_hash)
             assert user is not None  # the name was free a statement ago, in this transaction
             created.add(name)
         elif reset_passwords:
-            await daos.users.set_password_hash(session, user.id, password_hash)
+            await daos.users.set_password_hash(executor, user.id, password_hash)
         users[name] = user.id
 
-    organization = await daos.organizations.get_by_name(session, ORGANIZATION)
+    organization = await daos.organizations.get_by_name(executor, ORGANIZATION)
     if organization is None:
-        organization = await daos.organizations.create_owned(session, ORGANIZATION, users[OWNER])
+        organization = await daos.organizations.create_owned(executor, ORGANIZATION, users[OWNER])
         assert organization is not None
-    await daos.memberships.add(session, organization.id, users[OWNER], Role.OWNER)
-    await daos.memberships.add(session, organization.id, users[MEMBER], Role.MEMBER)
+    await daos.memberships.add(executor, organization.id, users[OWNER], Role.OWNER)
+    await daos.memberships.add(executor, organization.id, users[MEMBER], Role.MEMBER)
 
     for space_name, titles in SPACES.items():
-        if await daos.spaces.get_by_name(session, organization.id, space_name) is not None:
+        if await daos.spaces.get_by_name(executor, organization.id, space_name) is not None:
             continue
-        space = await daos.spaces.create(session, organization.id, space_name)
+        space = await daos.spaces.create(executor, organization.id, space_name)
         for index in range(TODOS_PER_SPACE):
             author = users[OWNER] if index % 3 else users[MEMBER]
             await daos.todos.create(
-                session,
+                executor,
                 space_id=space.id,
                 user_id=author,
                 title=f"{titles[index % len(titles)]} #{index + 1}",

@@ -162,10 +162,6 @@ class Settings(BaseSettings):
         """CORS_ORIGINS as browsers send `Origin` (lower case, no default port)."""
         return frozenset(self.cors_origins.split(",")) - {""}
 
-    @property
-    def uses_embedded_database(self) -> bool:
-        return self.database_url is None
-
     def signing_key(self) -> str:
         """The key tokens are signed with; refuses a missing key outside the embedded database."""
         if self.secret_key is None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app import embedded
+from app.db import embedded
 from app.settings import Settings
 from bench.arguments import non_negative_int, positive_int
 from bench.processes import (

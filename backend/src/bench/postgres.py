@@ -1,6 +1,6 @@
 """An embedded PostgreSQL that outage drills can take away and bring back at the same address.
 
-`app.embedded.running` keeps a server up for as long as a block runs. A drill needs more: stop
+`app.db.embedded.running` keeps a server up for as long as a block runs. A drill needs more: stop
 the server under a running service (as a crash or a failover would), freeze it (as a stalled
 host would), and start it again on the same Unix socket, so the service reconnects with the
 URL it already has. The soak benchmark and the outage tests share this.
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from app.embedded import reopen_path_for_server
+from app.db.embedded import reopen_path_for_server
 from bench.processes import BenchError, descendants_of
 
 StopMode = Literal["fast", "immediate"]

@@ -21,7 +21,7 @@ Keyset pagination promises that page 20,000 costs what page 1 costs, whatever th
    Also the deep page's SQL alone, as the endpoint sent it, to tell the database's share from
    the HTTP stack's, and whether PostgreSQL reused a generic plan for it.
 4. At the largest size, EXPLAIN (ANALYZE, BUFFERS) of the exact SQL and parameters the
-   endpoint sent for each deep page, captured from the engine, with a verdict: an index scan
+   endpoint sent for each deep page, captured as the app sent it, with a verdict: an index scan
    on todos, no Seq Scan on todos, and no Sort of more rows than one page per space.
 5. A table and, per listing, the ratio of the deep page's median at the largest size to that
    at the smallest, against the target of 1.5. `--json PATH` (or `-`) writes the figures.
@@ -58,10 +58,10 @@ from quart.typing import TestClientProtocol as Client
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from app import embedded, migrate
-from app.database_url import normalise
-from app.db import Database, Session
-from app.driver import sent_statements
+from app.db import embedded, migrate
+from app.db.database import Database
+from app.db.executor import Executor, sent_statements
+from app.db.urls import normalise
 from app.logs import configure_logging
 from app.main import create_app
 from app.models import OrganizationDAO, SpaceDAO, UserDAO
@@ -168,18 +168,18 @@ async def create_world(settings: Settings) -> World:
     database = Database.from_settings(settings)
     await database.start()
 
-    async def create(session: Session) -> World:
-        user = await UserDAO.create(session, "bench-user", "unused-password-hash")
-        stranger = await UserDAO.create(session, "bench-stranger", "unused-password-hash")
+    async def create(executor: Executor) -> World:
+        user = await UserDAO.create(executor, "bench-user", "unused-password-hash")
+        stranger = await UserDAO.create(executor, "bench-stranger", "unused-password-hash")
         assert user is not None
         assert stranger is not None
-        mine = await OrganizationDAO.create_owned(session, "bench-organization", user.id)
-        theirs = await OrganizationDAO.create_owned(session, "bench-elsewhere", stranger.id)
+        mine = await OrganizationDAO.create_owned(executor, "bench-organization", user.id)
+        theirs = await OrganizationDAO.create_owned(executor, "bench-elsewhere", stranger.id)
         assert mine is not None
         assert theirs is not None
-        big = await SpaceDAO.create(session, mine.id, "big")
-        quiet = await SpaceDAO.create(session, mine.id, "quiet")
-        hidden = await SpaceDAO.create(session, theirs.id, "hidden")
+        big = await SpaceDAO.create(executor, mine.id, "big")
+        quiet = await SpaceDAO.create(executor, mine.id, "quiet")
+        hidden = await SpaceDAO.create(executor, theirs.id, "hidden")
         return World(user.id, stranger.id, big.id, quiet.id, hidden.id)
 
     try:
@@ -598,8 +598,8 @@ async def capture_page_query(
     target: Target, headers: dict[str, str], query: dict[str, str], listing: Listing
 ) -> tuple[str, Any]:
     """The very SQL and bound parameters the endpoint sends for a page, captured from the
-    app's engine during a real request rather than rebuilt from the DAO."""
-    with sent_statements(target.database.engine.sync_engine) as sent:
+    app during a real request rather than rebuilt from the DAO."""
+    with sent_statements() as sent:
         response = await target.client.get("/todos", query_string=query, headers=headers)
     captured = [(sql, args) for sql, args in sent if "LATERAL" in sql]
     if response.status_code != 200 or len(captured) != 1:
@@ -613,15 +613,13 @@ async def explain_page_query(
     """EXPLAIN (ANALYZE, BUFFERS) of a captured page query: the text plan for people, and the
     JSON plan for the verdict, which reads node types instead of grepping text."""
 
-    async def explain(session: Session) -> tuple[str, Any]:
-        connection = await session.connection()
-        plain = await connection.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, BUFFERS) {statement}", parameters
+    async def explain(executor: Executor) -> tuple[str, Any]:
+        connection = executor.connection
+        plain = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", *parameters)
+        as_json = await connection.fetchval(
+            f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}", *parameters
         )
-        as_json = await connection.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}", parameters
-        )
-        return "\n".join(str(row[0]) for row in plain), as_json.scalar_one()
+        return "\n".join(str(row[0]) for row in plain), as_json
 
     plan_text, raw = await database.run(explain)
     document = json.loads(raw) if isinstance(raw, str) else raw
@@ -939,7 +937,7 @@ def _stop_cleanly_on_signals() -> None:
     ignored, which would otherwise make both signals do nothing.
     """
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    def on_sigterm(signum: int, _frame: FrameType | None) -> None:
         _terminated.append(signum)
         signal.raise_signal(signal.SIGINT)
 

@@ -12,8 +12,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from app import migrate
-from app.db import Database, Session
+from app.db import migrate
+from app.db.database import Database
+from app.db.executor import Executor
 from app.models import OrganizationDAO, SpaceDAO, TodoDAO, UserDAO
 from app.security import hash_password
 from app.settings import Settings
@@ -56,18 +57,18 @@ async def _seed(settings: Settings, todos: int) -> Seeded:
     database = Database.from_settings(settings)
     await database.start()
 
-    async def insert_all(session: Session) -> Seeded:
-        user = await UserDAO.create(session, BENCH_USER, password_hash)
+    async def insert_all(executor: Executor) -> Seeded:
+        user = await UserDAO.create(executor, BENCH_USER, password_hash)
         if user is None:
             raise RuntimeError(f"user {BENCH_USER!r} already exists in a fresh database")
-        organization = await OrganizationDAO.create_owned(session, "bench", user.id)
+        organization = await OrganizationDAO.create_owned(executor, "bench", user.id)
         if organization is None:
             raise RuntimeError("organization 'bench' already exists in a fresh database")
-        space = await SpaceDAO.create(session, organization.id, "bench")
+        space = await SpaceDAO.create(executor, organization.id, "bench")
         ids = []
         for number in range(todos):
             todo = await TodoDAO.create(
-                session,
+                executor,
                 space_id=space.id,
                 user_id=user.id,
                 title=f"bench todo {number}",

@@ -46,7 +46,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from app.database_url import normalise
+from app.db.urls import normalise
 from bench.arguments import positive_float, positive_int
 from bench.connection import Connection, ConnectionDropped
 from bench.postgres import RestartablePostgres, StopMode, restartable_postgres

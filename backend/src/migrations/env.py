@@ -1,6 +1,6 @@
 """Alembic's entry point: which database, which metadata, and how to run.
 
-The URL comes, in order, from the caller (`app.migrate` passes it), from DATABASE_URL, or from
+The URL comes, in order, from the caller (`app.db.migrate` passes it), from DATABASE_URL, or from
 the embedded PostgreSQL, which is started for the duration of the command; so
 `alembic revision --autogenerate` and `alembic upgrade head` work on a fresh checkout.
 Each revision runs in its own transaction: DDL is not transactional on CockroachDB, so small
@@ -16,8 +16,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from app import embedded
-from app.database_url import normalise
+from app.db import embedded
+from app.db.urls import normalise
 from app.models import BaseDAO
 from app.settings import Settings
 
@@ -33,7 +33,7 @@ OFFLINE_DEFAULT_URL = "postgresql+psycopg2://"
 
 
 def given_url() -> str | None:
-    """A URL from the caller (`app.migrate`) or from `alembic -x url=...`."""
+    """A URL from the caller (`app.db.migrate`) or from `alembic -x url=...`."""
     url = config.attributes.get("sync_url") or context.get_x_argument(as_dictionary=True).get("url")
     return str(url) if url else None
 

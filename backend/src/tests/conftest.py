@@ -36,14 +36,16 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy.engine import make_url
 
-from app import embedded, migrate
-from app.database_url import normalise
-from app.db import Database
+from app.db import embedded, migrate
+from app.db.database import Database
+from app.db.executor import Row
+from app.db.urls import normalise
 from app.main import create_app
-from app.models import Daos, SchemaDAO, TodoDAO
+from app.models import Daos, TodoDAO
 from app.security import issue_token
 from app.settings import SOURCE_DIR, Settings
 from tests import fakes
+from tests.sql import empty_app_tables, fetch
 
 TEST_SECRET = "test-signing-key-that-is-long-enough-0123456789"
 TEST_DATABASE = "minor_illusion_test"
@@ -219,7 +221,7 @@ async def live_database(live_settings: Settings) -> AsyncIterator[Database]:
     await database.start()
     yield database
     await database.start()  # the app stops it when it stops serving
-    await database.run(SchemaDAO.empty_app_tables)
+    await empty_app_tables(database)
     await database.stop()
 
 
@@ -280,7 +282,7 @@ async def new_caller(database: Database, daos: Daos | None = None) -> Caller:
     log in) would dominate the run. Works on the fakes too (pass their DAO set)."""
     name = unique_name()
     users = (daos or Daos.real()).users
-    user = await database.run(lambda s: users.create(s, name, "unused-password-hash"))
+    user = await database.run(lambda x: users.create(x, name, "unused-password-hash"))
     assert user is not None
     token = issue_token(user.id, database.settings.signing_key(), 900)
     return Caller(user.id, name, {"Authorization": f"Bearer {token}"})
@@ -329,15 +331,17 @@ async def create_todo(client: Client, caller: Caller, space_id: str, **fields: A
     return await response.get_json()
 
 
-async def stored_todo(database: Database, todo_id: str) -> TodoDAO | None:
+async def stored_todo(database: Database, todo_id: str) -> Row | None:
     """The persisted row, read without any visibility rule."""
-    return await database.run(lambda s: s.get(TodoDAO, uuid.UUID(todo_id)))
+    todos = TodoDAO.__table__
+    found = await fetch(database, todos.select().where(todos.c.id == uuid.UUID(todo_id)))
+    return found[0] if found else None
 
 
 async def todo_count(database: Database, space_id: str | uuid.UUID) -> int:
     """How many todos the space holds, counted without any visibility rule."""
     space = uuid.UUID(str(space_id))
-    return await database.run(lambda s: TodoDAO.count_in_space(s, space))
+    return await database.run(lambda x: TodoDAO.count_in_space(x, space))
 
 
 @contextlib.contextmanager

@@ -8,27 +8,48 @@ the unit of work raises, so a failed request leaves nothing behind, as a rollbac
 from __future__ import annotations
 
 import copy
+import dataclasses
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar, cast
 
-from app.db import Database, DatabaseUnavailable, PreparedWork, UnitOfWork
-from app.migrate import head_revision
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+from app.db.database import Database, Work
+from app.db.executor import Executor
+from app.db.failures import DatabaseUnavailable
+from app.db.migrate import head_revision
 from app.models import (
-    LOGIN_CHECK_TIMEOUT,
     Daos,
+    IdempotencyKeyDAO,
+    LoginAttemptDAO,
+    MembershipDAO,
+    OrganizationDAO,
+    Role,
+    SchemaDAO,
+    SpaceDAO,
+    TodoDAO,
+    UserDAO,
+)
+from app.models.idempotency_keys import IdempotencyKeyRow
+from app.models.login_attempts import (
+    LOGIN_CHECK_TIMEOUT,
     LoginAttempt,
     LoginLimits,
     LoginRefused,
-    MemberAddRefusal,
-    NewMember,
-    OrganizationWithRole,
-    Role,
-    TodoAccess,
     login_retry_after,
 )
+from app.models.organizations import (
+    MemberAddRefusal,
+    NewMember,
+    OrganizationRow,
+    OrganizationWithRole,
+)
+from app.models.spaces import SpaceRow
+from app.models.todos import TodoAccess, TodoRow
+from app.models.users import UserRow
 from app.pagination import Keyset
 from app.settings import Settings
 
@@ -43,8 +64,13 @@ class FakeRow:
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)
 
+    def _asdict(self) -> dict[str, Any]:
+        """As the driver's rows answer it: every column by name."""
+        return dataclasses.asdict(self)
+
 
 RowT = TypeVar("RowT", bound=FakeRow)
+T = TypeVar("T")
 
 
 @dataclass
@@ -85,7 +111,7 @@ class FakeUserDAO:
     rows: ClassVar[dict[uuid.UUID, FakeUser]] = {}
 
     @classmethod
-    async def create(cls, session: Any, name: str, password_hash: str) -> FakeUser | None:
+    async def create(cls, executor: Executor, name: str, password_hash: str) -> UserRow | None:
         if any(user.name == name for user in cls.rows.values()):
             return None
         user = FakeUser(name=name, password_hash=password_hash)
@@ -93,32 +119,25 @@ class FakeUserDAO:
         return copy.copy(user)
 
     @classmethod
-    async def get_by_name(cls, session: Any, name: str) -> FakeUser | None:
+    async def get_by_name(cls, executor: Executor, name: str) -> UserRow | None:
         return next((copy.copy(u) for u in cls.rows.values() if u.name == name), None)
 
     @classmethod
-    async def exists(cls, session: Any, user_id: uuid.UUID) -> bool:
+    async def exists(cls, executor: Executor, user_id: uuid.UUID) -> bool:
         return user_id in cls.rows
 
     @classmethod
-    async def get(cls, session: Any, user_id: uuid.UUID) -> FakeUser | None:
+    async def get(cls, executor: Executor, user_id: uuid.UUID) -> UserRow | None:
         user = cls.rows.get(user_id)
         return copy.copy(user) if user else None
 
     @classmethod
-    async def set_password_hash(cls, session: Any, user_id: uuid.UUID, password_hash: str) -> None:
+    async def set_password_hash(
+        cls, executor: Executor, user_id: uuid.UUID, password_hash: str
+    ) -> None:
         if user_id in cls.rows:
             cls.rows[user_id].password_hash = password_hash
             cls.rows[user_id].updated_at = _now()
-
-    @classmethod
-    async def delete(cls, session: Any, user_id: uuid.UUID) -> bool:
-        if cls.rows.pop(user_id, None) is None:
-            return False
-        for dao in (FakeMembershipDAO, FakeTodoDAO):
-            for key in [k for k, row in dao.rows.items() if row.user_id == user_id]:
-                del dao.rows[key]
-        return True
 
 
 class FakeOrganizationDAO:
@@ -126,24 +145,24 @@ class FakeOrganizationDAO:
 
     @classmethod
     async def create_owned(
-        cls, session: Any, name: str, owner_id: uuid.UUID
-    ) -> FakeOrganization | None:
+        cls, executor: Executor, name: str, owner_id: uuid.UUID
+    ) -> OrganizationRow | None:
         if any(org.name == name for org in cls.rows.values()):
             return None
         organization = FakeOrganization(name=name)
         cls.rows[organization.id] = organization
-        await FakeMembershipDAO.add(session, organization.id, owner_id, Role.OWNER)
+        await FakeMembershipDAO.add(executor, organization.id, owner_id, Role.OWNER)
         return copy.copy(organization)
 
     @classmethod
-    async def get_by_name(cls, session: Any, name: str) -> FakeOrganization | None:
+    async def get_by_name(cls, executor: Executor, name: str) -> OrganizationRow | None:
         return next((copy.copy(o) for o in cls.rows.values() if o.name == name), None)
 
     @classmethod
     async def get_visible(
-        cls, session: Any, organization_id: uuid.UUID, user_id: uuid.UUID
+        cls, executor: Executor, organization_id: uuid.UUID, user_id: uuid.UUID
     ) -> OrganizationWithRole | None:
-        role = await FakeMembershipDAO.role_of(session, organization_id, user_id)
+        role = await FakeMembershipDAO.role_of(executor, organization_id, user_id)
         organization = cls.rows.get(organization_id)
         if role is None or organization is None:
             return None
@@ -156,8 +175,8 @@ class FakeOrganizationDAO:
 
     @classmethod
     async def list_with_roles(
-        cls, session: Any, user_id: uuid.UUID
-    ) -> Sequence[OrganizationWithRole]:
+        cls, executor: Executor, user_id: uuid.UUID
+    ) -> list[OrganizationWithRole]:
         memberships = [m for m in FakeMembershipDAO.rows.values() if m.user_id == user_id]
         found = [(cls.rows[m.organization_id], m.role) for m in memberships]
         found.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
@@ -172,9 +191,9 @@ class FakeMembershipDAO:
 
     @classmethod
     async def add(
-        cls, session: Any, organization_id: uuid.UUID, user_id: uuid.UUID, role: Role
+        cls, executor: Executor, organization_id: uuid.UUID, user_id: uuid.UUID, role: Role
     ) -> bool:
-        if await cls.role_of(session, organization_id, user_id) is not None:
+        if await cls.role_of(executor, organization_id, user_id) is not None:
             return False
         membership = FakeMembership(
             organization_id=organization_id, user_id=user_id, role=role.value
@@ -185,16 +204,16 @@ class FakeMembershipDAO:
     @classmethod
     async def add_by_owner(
         cls,
-        session: Any,
+        executor: Executor,
         organization_id: uuid.UUID,
         owner_id: uuid.UUID,
         user_name: str,
         role: Role,
     ) -> NewMember | None:
-        if await cls.role_of(session, organization_id, owner_id) is not Role.OWNER:
+        if await cls.role_of(executor, organization_id, owner_id) is not Role.OWNER:
             return None
-        user = await FakeUserDAO.get_by_name(session, user_name)
-        if user is None or not await cls.add(session, organization_id, user.id, role):
+        user = await FakeUserDAO.get_by_name(executor, user_name)
+        if user is None or not await cls.add(executor, organization_id, user.id, role):
             return None
         membership = next(
             m
@@ -205,19 +224,19 @@ class FakeMembershipDAO:
 
     @classmethod
     async def explain_refused_add(
-        cls, session: Any, organization_id: uuid.UUID, caller_id: uuid.UUID, user_name: str
+        cls, executor: Executor, organization_id: uuid.UUID, caller_id: uuid.UUID, user_name: str
     ) -> MemberAddRefusal:
-        user = await FakeUserDAO.get_by_name(session, user_name)
+        user = await FakeUserDAO.get_by_name(executor, user_name)
         return MemberAddRefusal(
-            caller_role=await cls.role_of(session, organization_id, caller_id),
+            caller_role=await cls.role_of(executor, organization_id, caller_id),
             user_exists=user is not None,
             already_member=user is not None
-            and await cls.role_of(session, organization_id, user.id) is not None,
+            and await cls.role_of(executor, organization_id, user.id) is not None,
         )
 
     @classmethod
     async def role_of(
-        cls, session: Any, organization_id: uuid.UUID, user_id: uuid.UUID
+        cls, executor: Executor, organization_id: uuid.UUID, user_id: uuid.UUID
     ) -> Role | None:
         for m in cls.rows.values():
             if m.organization_id == organization_id and m.user_id == user_id:
@@ -229,23 +248,23 @@ class FakeSpaceDAO:
     rows: ClassVar[dict[uuid.UUID, FakeSpace]] = {}
 
     @classmethod
-    async def create(cls, session: Any, organization_id: uuid.UUID, name: str) -> FakeSpace:
+    async def create(cls, executor: Executor, organization_id: uuid.UUID, name: str) -> SpaceRow:
         space = FakeSpace(name=name, organization_id=organization_id)
         cls.rows[space.id] = space
         return copy.copy(space)
 
     @classmethod
     async def create_visible(
-        cls, session: Any, organization_id: uuid.UUID, user_id: uuid.UUID, name: str
-    ) -> FakeSpace | None:
-        if await FakeMembershipDAO.role_of(session, organization_id, user_id) is None:
+        cls, executor: Executor, organization_id: uuid.UUID, user_id: uuid.UUID, name: str
+    ) -> SpaceRow | None:
+        if await FakeMembershipDAO.role_of(executor, organization_id, user_id) is None:
             return None
-        return await cls.create(session, organization_id, name)
+        return await cls.create(executor, organization_id, name)
 
     @classmethod
     async def get_visible(
-        cls, session: Any, space_id: uuid.UUID, user_id: uuid.UUID
-    ) -> FakeSpace | None:
+        cls, executor: Executor, space_id: uuid.UUID, user_id: uuid.UUID
+    ) -> SpaceRow | None:
         space = cls.rows.get(space_id)
         if space is None or not _is_member(space.organization_id, user_id):
             return None
@@ -254,25 +273,25 @@ class FakeSpaceDAO:
     @classmethod
     async def page_visible(
         cls,
-        session: Any,
+        executor: Executor,
         user_id: uuid.UUID,
         *,
         organization_id: uuid.UUID | None,
         after: Keyset | None,
         fetch: int,
-    ) -> list[FakeSpace]:
+    ) -> list[SpaceRow]:
         rows = [
             s
             for s in cls.rows.values()
             if _is_member(s.organization_id, user_id)
             and organization_id in (None, s.organization_id)
         ]
-        return _page(rows, after, fetch)
+        return list[SpaceRow](_page(rows, after, fetch))
 
     @classmethod
     async def get_by_name(
-        cls, session: Any, organization_id: uuid.UUID, name: str
-    ) -> FakeSpace | None:
+        cls, executor: Executor, organization_id: uuid.UUID, name: str
+    ) -> SpaceRow | None:
         matches = [
             s for s in cls.rows.values() if s.organization_id == organization_id and s.name == name
         ]
@@ -286,14 +305,14 @@ class FakeTodoDAO:
     @classmethod
     async def create(
         cls,
-        session: Any,
+        executor: Executor,
         *,
         space_id: uuid.UUID,
         user_id: uuid.UUID,
         title: str,
         content: str = "",
         done: bool = False,
-    ) -> FakeTodo:
+    ) -> TodoRow:
         todo = FakeTodo(space_id=space_id, user_id=user_id, title=title, content=content, done=done)
         cls.rows[todo.id] = todo
         return copy.copy(todo)
@@ -301,40 +320,40 @@ class FakeTodoDAO:
     @classmethod
     async def create_visible(
         cls,
-        session: Any,
+        executor: Executor,
         *,
         space_id: uuid.UUID,
         user_id: uuid.UUID,
         title: str,
         content: str,
         done: bool,
-    ) -> FakeTodo | None:
-        if await FakeSpaceDAO.get_visible(session, space_id, user_id) is None:
+    ) -> TodoRow | None:
+        if await FakeSpaceDAO.get_visible(executor, space_id, user_id) is None:
             return None
         return await cls.create(
-            session, space_id=space_id, user_id=user_id, title=title, content=content, done=done
+            executor, space_id=space_id, user_id=user_id, title=title, content=content, done=done
         )
 
     @classmethod
     async def get_visible(
-        cls, session: Any, todo_id: uuid.UUID, user_id: uuid.UUID
-    ) -> FakeTodo | None:
+        cls, executor: Executor, todo_id: uuid.UUID, user_id: uuid.UUID
+    ) -> TodoRow | None:
         todo = cls.rows.get(todo_id)
-        if todo is None or await FakeSpaceDAO.get_visible(session, todo.space_id, user_id) is None:
+        if todo is None or await FakeSpaceDAO.get_visible(executor, todo.space_id, user_id) is None:
             return None
         return copy.copy(todo)
 
     @classmethod
     async def page_visible(
         cls,
-        session: Any,
+        executor: Executor,
         user_id: uuid.UUID,
         *,
         space_id: uuid.UUID | None,
         done: bool | None,
         after: Keyset | None,
         fetch: int,
-    ) -> list[FakeTodo]:
+    ) -> list[TodoRow]:
         rows = [
             t
             for t in cls.rows.values()
@@ -343,25 +362,29 @@ class FakeTodoDAO:
             and t.space_id in FakeSpaceDAO.rows
             and _is_member(FakeSpaceDAO.rows[t.space_id].organization_id, user_id)
         ]
-        return _page(rows, after, fetch)
+        return list[TodoRow](_page(rows, after, fetch))
 
     @classmethod
     async def access_of(
-        cls, session: Any, todo_id: uuid.UUID, user_id: uuid.UUID
+        cls, executor: Executor, todo_id: uuid.UUID, user_id: uuid.UUID
     ) -> TodoAccess | None:
-        todo = await cls.get_visible(session, todo_id, user_id)
+        todo = await cls.get_visible(executor, todo_id, user_id)
         if todo is None:
             return None
         organization_id = FakeSpaceDAO.rows[todo.space_id].organization_id
-        role = await FakeMembershipDAO.role_of(session, organization_id, user_id)
+        role = await FakeMembershipDAO.role_of(executor, organization_id, user_id)
         assert role is not None
         return TodoAccess(version=todo.version, author_id=todo.user_id, caller_role=role)
 
     @classmethod
     async def _changeable(
-        cls, session: Any, todo_id: uuid.UUID, user_id: uuid.UUID, versions: Collection[int] | None
+        cls,
+        executor: Executor,
+        todo_id: uuid.UUID,
+        user_id: uuid.UUID,
+        versions: Collection[int] | None,
     ) -> FakeTodo | None:
-        access = await cls.access_of(session, todo_id, user_id)
+        access = await cls.access_of(executor, todo_id, user_id)
         if access is None:
             return None
         if access.author_id != user_id and access.caller_role is not Role.OWNER:
@@ -373,13 +396,13 @@ class FakeTodoDAO:
     @classmethod
     async def update_permitted(
         cls,
-        session: Any,
+        executor: Executor,
         todo_id: uuid.UUID,
         user_id: uuid.UUID,
         changes: Mapping[str, object],
         versions: Collection[int] | None = None,
-    ) -> FakeTodo | None:
-        todo = await cls._changeable(session, todo_id, user_id, versions)
+    ) -> TodoRow | None:
+        todo = await cls._changeable(executor, todo_id, user_id, versions)
         if todo is None:
             return None
         for name, value in changes.items():
@@ -391,18 +414,18 @@ class FakeTodoDAO:
     @classmethod
     async def delete_permitted(
         cls,
-        session: Any,
+        executor: Executor,
         todo_id: uuid.UUID,
         user_id: uuid.UUID,
         versions: Collection[int] | None = None,
     ) -> bool:
-        if await cls._changeable(session, todo_id, user_id, versions) is None:
+        if await cls._changeable(executor, todo_id, user_id, versions) is None:
             return False
         del cls.rows[todo_id]
         return True
 
     @classmethod
-    async def count_in_space(cls, session: Any, space_id: uuid.UUID) -> int:
+    async def count_in_space(cls, executor: Executor, space_id: uuid.UUID) -> int:
         return sum(1 for t in cls.rows.values() if t.space_id == space_id)
 
 
@@ -426,7 +449,7 @@ class FakeIdempotencyKeyDAO:
 
     @classmethod
     async def claim(
-        cls, session: Any, user_id: uuid.UUID, key: str, request_hash: str, ttl: timedelta
+        cls, executor: Executor, user_id: uuid.UUID, key: str, request_hash: str, ttl: timedelta
     ) -> uuid.UUID | None:
         held = cls._held(user_id, key)
         if held is not None:
@@ -440,7 +463,7 @@ class FakeIdempotencyKeyDAO:
         return row.id
 
     @classmethod
-    async def find(cls, session: Any, user_id: uuid.UUID, key: str) -> FakeIdempotencyKey:
+    async def find(cls, executor: Executor, user_id: uuid.UUID, key: str) -> IdempotencyKeyRow:
         held = cls._held(user_id, key)
         assert held is not None
         return copy.copy(held)
@@ -448,7 +471,7 @@ class FakeIdempotencyKeyDAO:
     @classmethod
     async def complete(
         cls,
-        session: Any,
+        executor: Executor,
         claim_id: uuid.UUID,
         status_code: int,
         response_body: str,
@@ -460,7 +483,7 @@ class FakeIdempotencyKeyDAO:
         row.response_headers = response_headers
 
     @classmethod
-    async def purge_expired(cls, session: Any, batch: int = 1000) -> int:
+    async def purge_expired(cls, executor: Executor, batch: int = 1000) -> int:
         expired = [k for k, r in cls.rows.items() if r.expires_at <= _now()][:batch]
         for key in expired:
             del cls.rows[key]
@@ -501,7 +524,7 @@ class FakeLoginAttemptDAO:
 
     @classmethod
     async def begin(
-        cls, session: Any, user_name: str, address: str, limits: LoginLimits
+        cls, executor: Executor, user_name: str, address: str, limits: LoginLimits
     ) -> LoginAttempt | LoginRefused:
         now = _now()
         retry_after = login_retry_after(
@@ -528,19 +551,19 @@ class FakeLoginAttemptDAO:
             return LoginRefused(retry_after)
         row = FakeLoginAttempt(user_name=user_name, address=address, created_at=now)
         cls.rows[row.id] = row
-        found = await FakeUserDAO.get_by_name(session, user_name)
+        found = await FakeUserDAO.get_by_name(executor, user_name)
         if found is None:
             return LoginAttempt(id=row.id)
         return LoginAttempt(id=row.id, user_id=found.id, password_hash=found.password_hash)
 
     @classmethod
-    async def fail(cls, session: Any, attempt_id: uuid.UUID) -> None:
+    async def fail(cls, executor: Executor, attempt_id: uuid.UUID) -> None:
         if attempt_id in cls.rows:
             cls.rows[attempt_id].in_progress = False
             cls.rows[attempt_id].updated_at = _now()
 
     @classmethod
-    async def succeed(cls, session: Any, attempt_id: uuid.UUID, user_name: str) -> None:
+    async def succeed(cls, executor: Executor, attempt_id: uuid.UUID, user_name: str) -> None:
         now = _now()
         for key in [
             key
@@ -550,7 +573,7 @@ class FakeLoginAttemptDAO:
             del cls.rows[key]
 
     @classmethod
-    async def purge_expired(cls, session: Any, window: timedelta, batch: int = 1000) -> int:
+    async def purge_expired(cls, executor: Executor, window: timedelta, batch: int = 1000) -> int:
         expired = [k for k, r in cls.rows.items() if r.created_at <= _now() - window][:batch]
         for key in expired:
             del cls.rows[key]
@@ -572,6 +595,15 @@ def _page(rows: list[RowT], after: Keyset | None, fetch: int) -> list[RowT]:
     return [copy.copy(r) for r in rows[:fetch]]
 
 
+class FakeSchemaDAO:
+    revision: ClassVar[str | None] = None
+    """What `current_revision` answers: the migrations' head unless a test says otherwise."""
+
+    @classmethod
+    async def current_revision(cls, executor: Executor) -> str | None:
+        return cls.revision
+
+
 FAKE_DAOS = (
     FakeUserDAO,
     FakeOrganizationDAO,
@@ -584,22 +616,28 @@ FAKE_DAOS = (
 
 
 def fake_daos() -> Daos:
-    """The DAO set for unit tests; typed as the real one, which it mirrors classmethod by
-    classmethod."""
+    """The DAO set for unit tests. Typed as the real one, which each fake mirrors classmethod
+    by classmethod: tests/unit/test_fakes.py proves the signatures equal."""
     return Daos(
-        users=cast(Any, FakeUserDAO),
-        organizations=cast(Any, FakeOrganizationDAO),
-        memberships=cast(Any, FakeMembershipDAO),
-        spaces=cast(Any, FakeSpaceDAO),
-        todos=cast(Any, FakeTodoDAO),
-        idempotency_keys=cast(Any, FakeIdempotencyKeyDAO),
-        login_attempts=cast(Any, FakeLoginAttemptDAO),
+        users=cast(type[UserDAO], FakeUserDAO),
+        organizations=cast(type[OrganizationDAO], FakeOrganizationDAO),
+        memberships=cast(type[MembershipDAO], FakeMembershipDAO),
+        spaces=cast(type[SpaceDAO], FakeSpaceDAO),
+        todos=cast(type[TodoDAO], FakeTodoDAO),
+        idempotency_keys=cast(type[IdempotencyKeyDAO], FakeIdempotencyKeyDAO),
+        login_attempts=cast(type[LoginAttemptDAO], FakeLoginAttemptDAO),
+        schema=cast(type[SchemaDAO], FakeSchemaDAO),
     )
 
 
 def reset() -> None:
     for dao in FAKE_DAOS:
         dao.rows.clear()
+    FakeSchemaDAO.revision = head_revision()
+
+
+FAKE_EXECUTOR = Executor(connection=None, dialect=PGDialect_asyncpg())  # type: ignore[no-untyped-call]
+"""What the fakes are handed: typed as the real one, with no connection behind it."""
 
 
 class FakeDatabase(Database):
@@ -608,7 +646,6 @@ class FakeDatabase(Database):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.available = True
-        self.revision: str | None = head_revision()
         self.started = False
 
     async def start(self) -> None:
@@ -617,22 +654,15 @@ class FakeDatabase(Database):
     async def stop(self) -> None:
         self.started = False
 
-    async def run(self, work: UnitOfWork[Any], *, autocommit: bool = False) -> Any:
+    async def run(self, work: Work[T], *, single_statement: bool = False) -> T:
         if not self.available:
             raise DatabaseUnavailable("fake database switched off")
         snapshot = {dao: copy.deepcopy(dao.rows) for dao in FAKE_DAOS}
         try:
-            return await work(cast(Any, object()))
+            return await work(FAKE_EXECUTOR)
         except BaseException:
             for dao, rows in snapshot.items():
-                dao.rows.clear()
-                dao.rows.update(rows)
+                store: dict[uuid.UUID, Any] = dao.rows
+                store.clear()
+                store.update(rows)
             raise
-
-    async def run_prepared(self, work: PreparedWork[Any]) -> Any:
-        return await self.run(cast(Any, work))
-
-    async def schema_revision(self) -> str | None:
-        if not self.available:
-            raise DatabaseUnavailable("fake database switched off")
-        return self.revision

@@ -18,22 +18,19 @@ from app.api.context import (
     current_user_id,
     daos,
     document_errors,
-    prepared,
     requires_auth,
     settings,
     transaction,
 )
 from app.api.validation import json_body, request_json
-from app.db import PreparedWork, Session
+from app.db.database import Work
+from app.db.executor import Executor
 from app.errors import Conflict, TooManyRequests, Unauthorized
-from app.metrics import record_login_failure
-from app.models import (
-    LOGIN_ADDRESS_LENGTH,
-    LoginLimits,
-    LoginRefused,
-    OrganizationWithRole,
-    UserDAO,
-)
+from app.http.metrics import record_login_failure
+from app.http.traffic import password_work
+from app.models.login_attempts import LOGIN_ADDRESS_LENGTH, LoginLimits, LoginRefused
+from app.models.organizations import OrganizationWithRole
+from app.models.users import UserRow
 from app.schemas import (
     LoginRequest,
     MeOut,
@@ -43,7 +40,6 @@ from app.schemas import (
     UserOut,
 )
 from app.security import check_password, hash_password, issue_token
-from app.traffic import password_work
 
 bp = Blueprint("auth", __name__)
 log = structlog.get_logger(__name__)
@@ -62,7 +58,7 @@ FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 async def register(data: RegisterRequest) -> tuple[UserOut, int]:
     password_hash = await hash_password(data.password)
     user = await transaction(
-        lambda s: daos().users.create(s, data.name, password_hash), autocommit=True
+        lambda x: daos().users.create(x, data.name, password_hash), single_statement=True
     )
     if user is None:
         raise Conflict("user name already taken")
@@ -109,21 +105,21 @@ async def _log_in(
     """Check the limits, then the password, and record the outcome: the user's id if the
     password was right, None if not."""
     name, password = credentials.username, credentials.password
-    attempt = await _on_attempts(lambda s: daos().login_attempts.begin(s, name, address, limits))
+    attempt = await _on_attempts(lambda x: daos().login_attempts.begin(x, name, address, limits))
     if isinstance(attempt, LoginRefused):
         record_login_failure("rate_limited")
         return attempt
     check = await check_password(password, attempt.password_hash)
     if attempt.user_id is None or not check.valid:
-        await _on_attempts(lambda s: daos().login_attempts.fail(s, attempt.id))
+        await _on_attempts(lambda x: daos().login_attempts.fail(x, attempt.id))
         record_login_failure("invalid_credentials")
         return None
     user_id = attempt.user_id
-    await _on_attempts(lambda s: daos().login_attempts.succeed(s, attempt.id, name))
+    await _on_attempts(lambda x: daos().login_attempts.succeed(x, attempt.id, name))
     if check.new_hash is not None:
         new_hash = check.new_hash
         await transaction(
-            lambda s: daos().users.set_password_hash(s, user_id, new_hash), autocommit=True
+            lambda x: daos().users.set_password_hash(x, user_id, new_hash), single_statement=True
         )
     return user_id
 
@@ -136,17 +132,17 @@ def _report_unsettled(logging_in: asyncio.Future[Any]) -> None:
         log.warning("login left unsettled after a hang-up", error_type=type(error).__name__)
 
 
-async def _on_attempts(work: PreparedWork[T]) -> T:
+async def _on_attempts(work: Work[T]) -> T:
     """Run a login_attempts statement, one at a time in this worker. Concurrent logins for one
     name or from one address read and write the same rows, so at SERIALIZABLE most of them
-    failed and were re-run (1.5 times per login at 32 concurrent logins); queued here, they do
-    not conflict at all within a worker, each statement taking well under a millisecond. Other
-    workers and replicas still conflict now and then, and the database still decides."""
+    failed and were re-run; queued here, they do not conflict at all within a worker, and each
+    statement is short. Other workers and replicas still conflict now and then, and the
+    database still decides."""
     lock: asyncio.Lock | None = current_app.extensions.get(LOGIN_ATTEMPTS_LOCK)
     if lock is None:
         lock = current_app.extensions[LOGIN_ATTEMPTS_LOCK] = asyncio.Lock()
     async with lock:
-        return await prepared(work)
+        return await transaction(work, single_statement=True)
 
 
 def client_address(remote_addr: str | None) -> str:
@@ -196,11 +192,11 @@ async def _login_request() -> LoginRequest:
 async def me() -> MeOut:
     user_id = current_user_id()
 
-    async def load(session: Session) -> tuple[UserDAO | None, list[OrganizationWithRole]]:
-        user = await daos().users.get(session, user_id)
+    async def load(executor: Executor) -> tuple[UserRow | None, list[OrganizationWithRole]]:
+        user = await daos().users.get(executor, user_id)
         if user is None:
             return None, []
-        return user, list(await daos().organizations.list_with_roles(session, user_id))
+        return user, await daos().organizations.list_with_roles(executor, user_id)
 
     user, organizations = await transaction(load)
     if user is None:  # the token is valid but its user was deleted

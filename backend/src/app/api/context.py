@@ -16,7 +16,8 @@ from quart import Response, current_app, g, request
 from quart_schema import security_scheme
 from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
 
-from app.db import Database, MissingReference, PreparedWork, UnitOfWork
+from app.db.database import Database, Work
+from app.db.failures import MissingReference
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.models import Daos
 from app.schemas import ErrorOut, NoContent
@@ -44,19 +45,14 @@ def database() -> Database:
     return cast(Database, current_app.extensions["database"])
 
 
-async def transaction(work: UnitOfWork[T], *, autocommit: bool = False) -> T:
-    """Run `work(session)` in one retried transaction of the app's database.
+async def transaction(work: Work[T], *, single_statement: bool = False) -> T:
+    """The one way from a handler to the database: run `work(executor)` as one transaction of
+    the app's database, re-run whole on a serialization failure.
 
-    `autocommit=True` for units that are one statement (see `Database.run`): a round trip
-    instead of three.
+    `single_statement=True` for a unit that sends one statement (see `Database.run`): it then
+    runs as that statement's own transaction, one round trip instead of three.
     """
-    return await database().run(work, autocommit=autocommit)
-
-
-async def prepared(work: PreparedWork[T]) -> T:
-    """Run `work`, made of models.py's prebuilt statements, straight on a driver connection
-    (see `Database.run_prepared`): the hot routes' way to the database."""
-    return await database().run_prepared(work)
+    return await database().run(work, single_statement=single_statement)
 
 
 def requires_auth(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -88,7 +84,8 @@ async def refuse_unless_caller_exists() -> None:
     has no memberships left, so whatever such a token asks for is found empty or missing:
     only then, and for empty lists, is the user looked up.
     """
-    if not await prepared(lambda c: daos().users.exists(c, current_user_id())):
+    user_id = current_user_id()
+    if not await transaction(lambda x: daos().users.exists(x, user_id), single_statement=True):
         raise Unauthorized("the token's user no longer exists")
 
 
@@ -107,7 +104,7 @@ def document_errors(*statuses: int) -> Callable[[F], F]:
 
 
 def documents_no_content(handler: F) -> F:
-    """Document a 204 without a body for the route (rendered by app.openapi.Provider)."""
+    """Document a 204 without a body for the route (rendered by app.http.openapi.Provider)."""
     return _document_response(handler, 204, NoContent)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from quart import Blueprint
 from quart_schema import validate_response
 
-from app.api.context import database, document_errors
-from app.db import DatabaseUnavailable
+from app.api.context import daos, document_errors, transaction
+from app.db.failures import DatabaseUnavailable
+from app.db.migrate import head_revision
 from app.errors import ServiceUnavailable
-from app.migrate import head_revision
 from app.schemas import HealthOut, ReadyOut
 
 bp = Blueprint("health", __name__)
@@ -27,7 +27,7 @@ async def healthz() -> HealthOut:
 async def readyz() -> ReadyOut:
     """200 only when the database answers and its schema is at the migrations' head."""
     try:
-        revision = await database().schema_revision()
+        revision = await transaction(daos().schema.current_revision, single_statement=True)
     except DatabaseUnavailable:
         raise ServiceUnavailable("database unreachable") from None
     head = head_revision()

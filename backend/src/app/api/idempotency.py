@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from quart import Response, request
 
 from app.api.context import current_user_id, daos, json_response, settings, transaction
-from app.db import Session
+from app.db.executor import Executor
 from app.errors import Conflict, InvalidInput
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -40,24 +40,25 @@ class Created:
 
     def as_response(self) -> Response:
         """The response, serialised here: the body is JSON-ready already, and a tuple with a
-        headers dict would cost quart-schema a pydantic TypeAdapter per request (~125 µs)."""
+        headers dict would cost quart-schema a pydantic TypeAdapter per request."""
         return json_response(orjson.dumps(self.body), self.status, self.headers)
 
 
 async def create_once(
-    work: Callable[[Session], Awaitable[Created]],
+    work: Callable[[Executor], Awaitable[Created]],
     body: BaseModel,
     *,
-    without_key: Callable[[], Awaitable[Created]] | None = None,
+    single_statement: bool = False,
 ) -> Created:
     """Run `work` in a transaction; with an Idempotency-Key, at most once per user and key.
 
-    `without_key` runs it when the request has no key, for work that needs no transaction
-    then: a single statement, run as one (autocommit, or prepared on the driver).
+    `single_statement` says that `work` sends one statement: without a key it then runs as
+    that statement's own transaction (see `transaction`). With a key it always runs in a
+    transaction, beside the statements that claim and complete the key.
     """
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is None:
-        return await (without_key() if without_key is not None else transaction(work))
+        return await transaction(work, single_statement=single_statement)
     if not _SANE_KEY.match(key):
         raise InvalidInput(
             ["header", IDEMPOTENCY_KEY],
@@ -68,20 +69,20 @@ async def create_once(
     fingerprint = _fingerprint(body)
     ttl = timedelta(seconds=settings().idempotency_ttl_seconds)
 
-    async def once(session: Session) -> Created:
+    async def once(executor: Executor) -> Created:
         keys = daos().idempotency_keys
-        claim = await keys.claim(session, user_id, key, fingerprint, ttl)
+        claim = await keys.claim(executor, user_id, key, fingerprint, ttl)
         if claim is not None:
-            created = await work(session)
+            created = await work(executor)
             await keys.complete(
-                session,
+                executor,
                 claim,
                 created.status,
                 json.dumps(created.body),
                 json.dumps(created.headers),
             )
             return created
-        stored = await keys.find(session, user_id, key)
+        stored = await keys.find(executor, user_id, key)
         if stored.request_hash != fingerprint:
             raise InvalidInput(
                 ["header", IDEMPOTENCY_KEY],

@@ -17,9 +17,10 @@ from app.api.context import (
 )
 from app.api.idempotency import Created, create_once
 from app.api.validation import json_body
-from app.db import Session
+from app.db.executor import Executor
 from app.errors import APIError, Conflict, Forbidden, NotFound
-from app.models import OrganizationWithRole, Role
+from app.models import Role
+from app.models.organizations import OrganizationWithRole
 from app.schemas import (
     IdempotencyHeaders,
     MemberAdd,
@@ -50,8 +51,8 @@ async def create_organization(data: OrganizationCreate) -> Response:
     """Create an organization; the caller becomes its owner."""
     user_id = current_user_id()
 
-    async def create(session: Session) -> Created:
-        organization = await daos().organizations.create_owned(session, data.name, user_id)
+    async def create(executor: Executor) -> Created:
+        organization = await daos().organizations.create_owned(executor, data.name, user_id)
         if organization is None:
             raise Conflict("organization name already taken")
         out = OrganizationOut(
@@ -74,7 +75,7 @@ async def list_organizations() -> list[OrganizationOut]:
     """The caller's organizations, with the caller's role in each, oldest first."""
     user_id = current_user_id()
     organizations = await transaction(
-        lambda s: daos().organizations.list_with_roles(s, user_id), autocommit=True
+        lambda x: daos().organizations.list_with_roles(x, user_id), single_statement=True
     )
     if not organizations:
         await refuse_unless_caller_exists()
@@ -88,7 +89,8 @@ async def list_organizations() -> list[OrganizationOut]:
 async def get_organization(organization_id: uuid.UUID) -> OrganizationOut:
     user_id = current_user_id()
     organization = await transaction(
-        lambda s: daos().organizations.get_visible(s, organization_id, user_id), autocommit=True
+        lambda x: daos().organizations.get_visible(x, organization_id, user_id),
+        single_statement=True,
     )
     if organization is None:
         raise NotFound("organization")
@@ -106,14 +108,14 @@ async def add_member(organization_id: uuid.UUID, data: MemberAdd) -> Response:
     user_id = current_user_id()
     role = Role(data.role)
 
-    async def add(session: Session) -> Created:
+    async def add(executor: Executor) -> Created:
         memberships = daos().memberships
         member = await memberships.add_by_owner(
-            session, organization_id, user_id, data.user_name, role
+            executor, organization_id, user_id, data.user_name, role
         )
         if member is None:
             refusal = await memberships.explain_refused_add(
-                session, organization_id, user_id, data.user_name
+                executor, organization_id, user_id, data.user_name
             )
             raise _refused(refusal.caller_role, refusal.user_exists, refusal.already_member)
         out = MemberOut(
@@ -125,9 +127,7 @@ async def add_member(organization_id: uuid.UUID, data: MemberAdd) -> Response:
         )
         return Created(out.model_dump(mode="json"))
 
-    return (
-        await create_once(add, data, without_key=lambda: transaction(add, autocommit=True))
-    ).as_response()
+    return (await create_once(add, data, single_statement=True)).as_response()
 
 
 def _refused(caller_role: Role | None, user_exists: bool, already_member: bool) -> APIError:

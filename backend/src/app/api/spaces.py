@@ -17,7 +17,7 @@ from app.api.context import (
 )
 from app.api.idempotency import Created, create_once
 from app.api.validation import json_body, query_args
-from app.db import Session
+from app.db.executor import Executor
 from app.errors import NotFound
 from app.pagination import next_cursor
 from app.schemas import IdempotencyHeaders, SpaceCreate, SpaceListQuery, SpaceOut, SpacePage
@@ -35,9 +35,9 @@ async def create_space(data: SpaceCreate) -> Response:
     """Create a space in an organization the caller belongs to (404 otherwise)."""
     user_id = current_user_id()
 
-    async def create(session: Session) -> Created:
+    async def create(executor: Executor) -> Created:
         space = await daos().spaces.create_visible(
-            session, data.organization_id, user_id, data.name
+            executor, data.organization_id, user_id, data.name
         )
         if space is None:
             raise NotFound("organization")
@@ -46,9 +46,7 @@ async def create_space(data: SpaceCreate) -> Response:
             SpaceOut.model_validate(space).model_dump(mode="json"), {"Location": location}
         )
 
-    return (
-        await create_once(create, data, without_key=lambda: transaction(create, autocommit=True))
-    ).as_response()
+    return (await create_once(create, data, single_statement=True)).as_response()
 
 
 @bp.get("/spaces")
@@ -60,14 +58,14 @@ async def list_spaces(query_args: SpaceListQuery) -> SpacePage:
     """The spaces the caller can see, newest first, a page at a time (keyset cursor)."""
     user_id = current_user_id()
     rows = await transaction(
-        lambda s: daos().spaces.page_visible(
-            s,
+        lambda x: daos().spaces.page_visible(
+            x,
             user_id,
             organization_id=query_args.organization_id,
             after=query_args.cursor,
             fetch=query_args.limit + 1,
         ),
-        autocommit=True,
+        single_statement=True,
     )
     if not rows:
         await refuse_unless_caller_exists()
@@ -82,7 +80,7 @@ async def list_spaces(query_args: SpaceListQuery) -> SpacePage:
 async def get_space(space_id: uuid.UUID) -> SpaceOut:
     user_id = current_user_id()
     space = await transaction(
-        lambda s: daos().spaces.get_visible(s, space_id, user_id), autocommit=True
+        lambda x: daos().spaces.get_visible(x, space_id, user_id), single_statement=True
     )
     if space is None:
         raise NotFound("space")

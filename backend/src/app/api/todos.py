@@ -21,15 +21,17 @@ from app.api.context import (
     document_errors,
     documents_no_content,
     json_response,
-    prepared,
     refuse_unless_caller_exists,
     requires_auth,
+    transaction,
 )
 from app.api.etags import IF_MATCH, etag, expected_versions
 from app.api.idempotency import Created, create_once
 from app.api.validation import json_body, query_args
+from app.db.executor import Executor
 from app.errors import APIError, Forbidden, NotFound, PreconditionFailed
-from app.models import Executor, Role, TodoRow
+from app.models import Role
+from app.models.todos import TodoRow
 from app.pagination import next_cursor
 from app.schemas import (
     IdempotencyHeaders,
@@ -56,9 +58,9 @@ async def create_todo(data: TodoCreate) -> Response:
     """Create a todo in a space of an organization the caller belongs to (404 otherwise)."""
     user_id = current_user_id()
 
-    async def create(session: Executor) -> Created:
+    async def create(executor: Executor) -> Created:
         todo = await daos().todos.create_visible(
-            session,
+            executor,
             space_id=data.space_id,
             user_id=user_id,
             title=data.title,
@@ -73,7 +75,7 @@ async def create_todo(data: TodoCreate) -> Response:
         }
         return Created(TodoOut.from_row(todo).model_dump(mode="json"), headers)
 
-    return (await create_once(create, data, without_key=lambda: prepared(create))).as_response()
+    return (await create_once(create, data, single_statement=True)).as_response()
 
 
 @bp.get("/todos")
@@ -84,15 +86,16 @@ async def create_todo(data: TodoCreate) -> Response:
 async def list_todos(query_args: TodoListQuery) -> Response:
     """The todos the caller can see, newest first, a page at a time (keyset cursor)."""
     user_id = current_user_id()
-    rows = await prepared(
-        lambda s: daos().todos.page_visible(
-            s,
+    rows = await transaction(
+        lambda x: daos().todos.page_visible(
+            x,
             user_id,
             space_id=query_args.space_id,
             done=query_args.done,
             after=query_args.cursor,
             fetch=query_args.limit + 1,
-        )
+        ),
+        single_statement=True,
     )
     if not rows:
         await refuse_unless_caller_exists()
@@ -106,7 +109,9 @@ async def list_todos(query_args: TodoListQuery) -> Response:
 @requires_auth
 async def get_todo(todo_id: uuid.UUID) -> Response:
     user_id = current_user_id()
-    todo = await prepared(lambda s: daos().todos.get_visible(s, todo_id, user_id))
+    todo = await transaction(
+        lambda x: daos().todos.get_visible(x, todo_id, user_id), single_statement=True
+    )
     if todo is None:
         raise NotFound("todo")
     return json_response(todo_json(todo), headers={"ETag": etag(todo.version)})
@@ -123,14 +128,14 @@ async def update_todo(todo_id: uuid.UUID, data: TodoUpdate) -> Response:
     user_id = current_user_id()
     versions = expected_versions(request.headers.get(IF_MATCH))
 
-    async def update(session: Executor) -> TodoRow:
+    async def update(executor: Executor) -> TodoRow:
         todos = daos().todos
-        todo = await todos.update_permitted(session, todo_id, user_id, data.changes(), versions)
+        todo = await todos.update_permitted(executor, todo_id, user_id, data.changes(), versions)
         if todo is None:
-            raise await _refusal(session, todo_id, user_id, versions)
+            raise await _refusal(executor, todo_id, user_id, versions)
         return todo
 
-    todo = await prepared(update)
+    todo = await transaction(update, single_statement=True)
     return json_response(todo_json(todo), headers={"ETag": etag(todo.version)})
 
 
@@ -144,19 +149,19 @@ async def delete_todo(todo_id: uuid.UUID) -> tuple[str, int]:
     user_id = current_user_id()
     versions = expected_versions(request.headers.get(IF_MATCH))
 
-    async def delete(session: Executor) -> None:
-        if not await daos().todos.delete_permitted(session, todo_id, user_id, versions):
-            raise await _refusal(session, todo_id, user_id, versions)
+    async def delete(executor: Executor) -> None:
+        if not await daos().todos.delete_permitted(executor, todo_id, user_id, versions):
+            raise await _refusal(executor, todo_id, user_id, versions)
 
-    await prepared(delete)
+    await transaction(delete, single_statement=True)
     return "", 204
 
 
 async def _refusal(
-    session: Executor, todo_id: uuid.UUID, user_id: uuid.UUID, versions: list[int] | None
+    executor: Executor, todo_id: uuid.UUID, user_id: uuid.UUID, versions: list[int] | None
 ) -> APIError:
     """Why a change matched nothing: not visible (404), not allowed (403), or stale (412)."""
-    access = await daos().todos.access_of(session, todo_id, user_id)
+    access = await daos().todos.access_of(executor, todo_id, user_id)
     if access is None:
         return NotFound("todo")
     if access.author_id != user_id and access.caller_role is not Role.OWNER:

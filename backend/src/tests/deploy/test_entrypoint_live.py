@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from app.migrate import head_revision
+from app.db.migrate import head_revision
 from tests.conftest import TEST_SECRET, create_database, free_port, wait_for_http
 
 pytestmark = pytest.mark.live_db

@@ -6,19 +6,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from app.db import Session
+from app.db.executor import Executor
 from app.models import UserDAO
 
 
 def conflicting_append(
     name: str, suffix: str, both_read: asyncio.Barrier
-) -> Callable[[Session], Awaitable[int]]:
+) -> Callable[[Executor], Awaitable[int]]:
     """Read the user's row, wait (first attempt only) until the other unit has read it too,
     then write from what was read: one of the two fails with SQLSTATE 40001. Returns how many
     attempts it took."""
     attempts = 0
 
-    async def work(session: Session) -> int:
+    async def work(session: Executor) -> int:
         nonlocal attempts
         attempts += 1
         user = await UserDAO.get_by_name(session, name)

@@ -7,10 +7,11 @@ import uuid
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from app.db import Database
+from app.db.database import Database
 from app.models import OrganizationDAO, UserDAO
 from app.security import check_password
 from tests.conftest import PASSWORD, login, register, unique_name
+from tests.sql import delete_user
 
 pytestmark = pytest.mark.live_db
 
@@ -113,7 +114,7 @@ async def test_token_of_deleted_user_is_refused(
     name = unique_name()
     user_id = uuid.UUID((await register(live_client, name))["id"])
     token = await login(live_client, name)
-    assert await live_database.run(lambda s: UserDAO.delete(s, user_id))
+    assert await delete_user(live_database, user_id)
 
     response = await live_client.get("/me", headers={"Authorization": f"Bearer {token}"})
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.embedded import POSTGRES_DIR, SECRET_KEY_FILE
+from app.db.embedded import POSTGRES_DIR, SECRET_KEY_FILE
 from tests.conftest import free_port, wait_for_http
 
 pytestmark = pytest.mark.live_db

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from app.db import Database, Session
+from app.db.database import Database
+from app.db.executor import Executor
 from app.models import MembershipDAO, Role, UserDAO
 from tests.conftest import Caller, new_caller, stored_todo, todo_count, unique_name
 
@@ -23,7 +24,7 @@ async def _users(database: Database, count: int) -> list[str]:
     """Names of `count` new users who never log in."""
     names = [unique_name() for _ in range(count)]
 
-    async def create(session: Session) -> None:
+    async def create(session: Executor) -> None:
         for name in names:
             assert await UserDAO.create(session, name, "unused-password-hash") is not None
 

@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from app.db import Database
+from app.db.database import Database
 from tests.conftest import auth_headers, register, unique_name
 
 pytestmark = pytest.mark.live_db

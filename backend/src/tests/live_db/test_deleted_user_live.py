@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from app.db import Database
-from app.models import UserDAO
+from app.db.database import Database
 from tests.conftest import Team, create_todo, unique_name
+from tests.sql import delete_user
 
 pytestmark = pytest.mark.live_db
 
@@ -20,7 +20,7 @@ async def test_every_route_refuses_the_token_of_a_deleted_user(
     owner = team.owner
     todo = await create_todo(live_client, owner, team.space_id)
     organization, space = team.organization_id, team.space_id
-    assert await live_database.run(lambda s: UserDAO.delete(s, owner.id))
+    assert await delete_user(live_database, owner.id)
 
     requests: list[tuple[str, str, dict[str, Any] | None]] = [
         ("GET", "/me", None),

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from quart.typing import TestClientProtocol as Client
 
+from app.db.migrate import head_revision
 from app.main import create_app
-from app.migrate import head_revision
 from tests.conftest import PASSWORD, free_port, make_settings
 
 pytestmark = pytest.mark.live_db

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy import select
 
-from app.db import Database, Session
+from app.db.database import Database
+from app.db.executor import Executor, Row
 from app.models import IdempotencyKeyDAO
 from tests.conftest import Caller, new_caller, todo_count, unique_name
+from tests.sql import fetch
 
 pytestmark = pytest.mark.live_db
 
@@ -54,14 +55,10 @@ def _todo(shared: Shared, title: str = "pay rent") -> dict[str, Any]:
     return {"title": title, "space_id": str(shared.space_id)}
 
 
-async def _keys(database: Database, user: Caller) -> dict[str, IdempotencyKeyDAO]:
-    async def load(session: Session) -> dict[str, IdempotencyKeyDAO]:
-        rows = await session.execute(
-            select(IdempotencyKeyDAO).where(IdempotencyKeyDAO.user_id == user.id)
-        )
-        return {row.key: row for row in rows.scalars()}
-
-    return await database.run(load)
+async def _keys(database: Database, user: Caller) -> dict[str, Row]:
+    keys = IdempotencyKeyDAO.__table__
+    rows = await fetch(database, keys.select().where(keys.c.user_id == user.id))
+    return {row.key: row for row in rows}
 
 
 async def test_retry_with_the_same_key_replays_the_first_response(
@@ -271,7 +268,7 @@ async def test_purge_expired_deletes_only_expired_keys(
 async def test_purge_expired_works_in_batches(live_database: Database) -> None:
     user = await new_caller(live_database)
 
-    async def claim_expired(session: Session) -> None:
+    async def claim_expired(session: Executor) -> None:
         for number in range(5):
             await IdempotencyKeyDAO.claim(
                 session, user.id, f"k{number}", "h", timedelta(seconds=-1)

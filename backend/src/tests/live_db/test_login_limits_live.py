@@ -18,16 +18,18 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from quart.wrappers import Response
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 
 from app.api import auth
-from app.db import Database
-from app.driver import sent_statements
+from app.db.database import Database
+from app.db.executor import Row, sent_statements
 from app.main import create_app
-from app.models import LoginAttempt, LoginAttemptDAO, LoginLimits
+from app.models import LoginAttemptDAO
+from app.models.login_attempts import LoginAttempt, LoginLimits
 from app.security import PasswordCheck, hashing_stats, issue_token
 from app.settings import Settings
 from tests.conftest import PASSWORD, make_settings, register, unique_name
+from tests.sql import fetch
 
 pytestmark = pytest.mark.live_db
 
@@ -95,9 +97,9 @@ async def _assert_limited(response: Response) -> int:
     return int(response.headers["Retry-After"])
 
 
-async def _attempts(database: Database, name: str) -> list[LoginAttemptDAO]:
-    stmt = select(LoginAttemptDAO).where(LoginAttemptDAO.user_name == name)
-    return list(await database.run(lambda s: s.scalars(stmt)))
+async def _attempts(database: Database, name: str) -> list[Row]:
+    attempts = LoginAttemptDAO.__table__
+    return await fetch(database, attempts.select().where(attempts.c.user_name == name))
 
 
 async def _register(app: Quart) -> str:
@@ -264,7 +266,7 @@ async def test_concurrent_logins_in_one_worker_do_not_conflict(
 @pytest.fixture
 def statements(live_database: Database) -> Iterator[list[tuple[str, Sequence[object]]]]:
     """The SQL the app sends, in order: through SQLAlchemy, and straight to the driver."""
-    with sent_statements(live_database.engine.sync_engine) as sent:
+    with sent_statements() as sent:
         yield sent
 
 
@@ -313,7 +315,7 @@ async def test_purge_deletes_only_attempts_older_than_the_window(
         .where(LoginAttemptDAO.user_name == old_name)
         .values(created_at=func.now() - timedelta(seconds=WINDOW_SECONDS + 1))
     )
-    await live_database.run(lambda s: s.execute(backdate))
+    await fetch(live_database, backdate)
 
     window = limits.window
     purged = await live_database.run(lambda s: LoginAttemptDAO.purge_expired(s, window))
@@ -335,7 +337,7 @@ async def test_a_success_keeps_the_names_other_attempts_in_progress(
 
     async def begin() -> LoginAttempt:
         attempt = await live_database.run(
-            lambda s: LoginAttemptDAO.begin(s, name, ADDRESS, limits), autocommit=True
+            lambda x: LoginAttemptDAO.begin(x, name, ADDRESS, limits), single_statement=True
         )
         assert isinstance(attempt, LoginAttempt)
         return attempt

@@ -8,9 +8,11 @@ import asyncio
 import pytest
 from quart.typing import TestClientProtocol as QuartClient
 
-from app.db import Database, DatabaseBusy, RetryPolicy, Session
+from app.db.database import Database, RetryPolicy
+from app.db.executor import Executor
+from app.db.failures import DatabaseBusy
+from app.http.metrics import pool_usage
 from app.main import create_app
-from app.metrics import pool_usage
 from app.models import UserDAO
 from app.settings import Settings
 from tests.live_db.conflicts import conflicting_append
@@ -41,7 +43,7 @@ async def test_pool_usage_is_read_from_the_running_pool(
 ) -> None:
     idle = await _idle_pool_samples(live_client)
 
-    async def holding_a_connection(session: Session) -> float:
+    async def holding_a_connection(session: Executor) -> float:
         await UserDAO.get_by_name(session, "nobody")  # the session now holds a connection
         usage = pool_usage(live_database)
         return sum(figures.get("checked_out", 0) for figures in usage.values())

@@ -11,8 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from app import migrate
-from app.database_url import normalise
+from app.db import migrate
+from app.db.urls import normalise
 from app.models import BaseDAO
 from tests.conftest import create_database
 

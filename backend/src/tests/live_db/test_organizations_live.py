@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from app.db import Database
+from app.db.database import Database
 from app.models import MembershipDAO, OrganizationDAO, Role, SpaceDAO
 from tests.conftest import Caller, new_caller, todo_count, unique_name
 

@@ -34,8 +34,8 @@ import httpx
 import psycopg2
 import pytest
 
-from app import migrate
-from app.database_url import normalise
+from app.db import migrate
+from app.db.urls import normalise
 from bench.connection import Connection, ConnectionDropped, Reply
 from bench.postgres import RestartablePostgres, restartable_postgres
 from tests.conftest import (

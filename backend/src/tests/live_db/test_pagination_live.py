@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy import Engine
 
-from app.db import Database, Session
-from app.driver import sent_statements
+from app.db.database import Database
+from app.db.executor import Executor, sent_statements
 from app.models import MembershipDAO, OrganizationDAO, Role, SpaceDAO, TodoDAO
+from app.models.spaces import SpaceRow
+from app.models.todos import TodoRow
 from app.pagination import Keyset
 from tests.conftest import Caller, new_caller, unique_name
 
@@ -32,7 +33,7 @@ MAX_PAGES = 1_000
 
 
 async def _organization(database: Database, owner: Caller) -> uuid.UUID:
-    async def create(session: Session) -> uuid.UUID:
+    async def create(session: Executor) -> uuid.UUID:
         organization = await OrganizationDAO.create_owned(session, unique_name("org"), owner.id)
         assert organization is not None
         return organization.id
@@ -86,7 +87,7 @@ class World:
     a1: uuid.UUID
     a2: uuid.UUID
     b1: uuid.UUID
-    todos: list[TodoDAO]
+    todos: list[TodoRow]
 
     def visible(self, caller: Caller, predicate: Callable[[TodoDAO], bool] = bool) -> list[str]:
         spaces = {self.a1, self.a2} if caller is self.alice else {self.b1}
@@ -99,11 +100,11 @@ BATCHES = (100, 40, 1, 59)
 
 async def _seed_todos(
     database: Database, authors: dict[uuid.UUID, uuid.UUID], count: int, title: str
-) -> list[TodoDAO]:
+) -> list[TodoRow]:
     """`count` todos spread over the spaces (space -> author), in one transaction."""
     spaces = list(authors)
 
-    async def create(session: Session) -> list[TodoDAO]:
+    async def create(session: Executor) -> list[TodoRow]:
         return [
             await TodoDAO.create(
                 session,
@@ -122,7 +123,7 @@ async def _world(database: Database, batches: tuple[int, ...]) -> World:
     alice, bob = await new_caller(database), await new_caller(database)
     org_a, org_b = await _organization(database, alice), await _organization(database, bob)
 
-    async def spaces(session: Session) -> list[uuid.UUID]:
+    async def spaces(session: Executor) -> list[uuid.UUID]:
         return [
             (await SpaceDAO.create(session, organization, name)).id
             for organization, name in ((org_a, "a1"), (org_a, "a2"), (org_b, "b1"))
@@ -298,17 +299,17 @@ async def test_space_walks_see_every_visible_space_once_newest_first(
     )
     carols = await _organization(live_database, carol)
 
-    async def join(session: Session) -> None:
+    async def join(session: Executor) -> None:
         for organization in (org_a, org_b):
             assert await MembershipDAO.add(session, organization, carol.id, Role.MEMBER)
 
     await live_database.run(join)
-    spaces: list[SpaceDAO] = []
+    spaces: list[SpaceRow] = []
     for organization, count in ((org_a, 23), (org_b, 9), (org_a, 4), (carols, 5), (org_b, 1)):
 
         async def create(
-            session: Session, organization: uuid.UUID = organization, count: int = count
-        ) -> list[SpaceDAO]:
+            session: Executor, organization: uuid.UUID = organization, count: int = count
+        ) -> list[SpaceRow]:
             return [await SpaceDAO.create(session, organization, f"s{n}") for n in range(count)]
 
         spaces += await live_database.run(create)
@@ -353,9 +354,7 @@ async def test_one_space_page_reads_the_space_index(live_database: Database) -> 
         ("open todos", False, None),
     ):
         plans[label] = await live_database.run(
-            lambda s, done=done, after=after: _explain_page(
-                s, live_database.engine.sync_engine, world, done, after
-            )
+            lambda x, done=done, after=after: _explain_page(x, world, done, after)
         )
 
     for label, plan in plans.items():
@@ -366,18 +365,17 @@ async def test_one_space_page_reads_the_space_index(live_database: Database) -> 
 
 
 async def _explain_page(
-    session: Session, engine: Engine, world: World, done: bool | None, after: Keyset | None
+    executor: Executor, world: World, done: bool | None, after: Keyset | None
 ) -> str:
     """EXPLAIN of the statement `page_visible` emits, with the parameters it bound."""
-    with sent_statements(engine) as captured:
+    with sent_statements() as captured:
         page = await TodoDAO.page_visible(
-            session, world.alice.id, space_id=world.a1, done=done, after=after, fetch=51
+            executor, world.alice.id, space_id=world.a1, done=done, after=after, fetch=51
         )
     assert len(page) == 51
     [(statement, parameters)] = captured
-    connection = await session.connection()
-    result = await connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
-    return "\n".join(str(row[0]) for row in result)
+    rows = await executor.connection.fetch(f"EXPLAIN {statement}", *parameters)
+    return "\n".join(str(row[0]) for row in rows)
 
 
 def _full_scan_of_todos(plan: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.db import Database
+from app.db.database import Database
 from app.security import issue_token
 from tests.conftest import TEST_SECRET, register_and_log_in, served, unique_name
 

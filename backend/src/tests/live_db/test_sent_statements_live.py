@@ -1,5 +1,5 @@
-"""`sent_statements` sees what the app sends on both paths to the database: the benchmarks'
-EXPLAIN and the tests that compare statements rely on it, whichever path a route takes."""
+"""`sent_statements` sees every statement the app sends, in order, with its arguments: the
+benchmarks' EXPLAIN and the tests that count round trips rely on it."""
 
 from __future__ import annotations
 
@@ -7,21 +7,21 @@ import uuid
 
 import pytest
 
-from app.db import Database
-from app.driver import sent_statements
+from app.db.database import Database
+from app.db.executor import sent_statements
 from app.models import UserDAO
 
 pytestmark = pytest.mark.live_db
 
 
-async def test_both_paths_are_seen_in_order(live_database: Database) -> None:
+async def test_statements_are_seen_in_order_whatever_the_scope(live_database: Database) -> None:
     user_id = uuid.uuid4()
 
-    with sent_statements(live_database.engine.sync_engine) as sent:
-        await live_database.run_prepared(lambda connection: UserDAO.exists(connection, user_id))
-        await live_database.run(lambda session: UserDAO.exists(session, user_id))
+    with sent_statements() as sent:
+        await live_database.run(lambda x: UserDAO.exists(x, user_id), single_statement=True)
+        await live_database.run(lambda x: UserDAO.exists(x, user_id))
     after = len(sent)
-    await live_database.run_prepared(lambda connection: UserDAO.exists(connection, user_id))
+    await live_database.run(lambda x: UserDAO.exists(x, user_id), single_statement=True)
 
     assert len(sent) == after == 2
     assert sent[0][0] == sent[1][0]  # the same prebuilt statement, compiled once

@@ -13,8 +13,8 @@ import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from app.body_limits import LINGER_SECONDS
-from app.db import Database
+from app.db.database import Database
+from app.http.body_limits import LINGER_SECONDS
 from app.main import create_app
 from tests.conftest import PASSWORD, free_port, make_settings, unique_name
 

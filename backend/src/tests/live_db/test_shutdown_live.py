@@ -33,8 +33,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import embedded
-from app.embedded import POSTGRES_DIR
+from app.db import embedded
+from app.db.embedded import POSTGRES_DIR
 from tests.conftest import PASSWORD, free_port, register_and_log_in, unique_name, wait_for_http
 from tests.live_db.test_cli_live import (
     SOURCE_DIR,

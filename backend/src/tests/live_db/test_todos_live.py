@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from app.db import Database
+from app.db.database import Database
 from tests.conftest import Team, create_todo, stored_todo, todo_count
 
 pytestmark = pytest.mark.live_db

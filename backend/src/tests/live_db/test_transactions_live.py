@@ -10,7 +10,9 @@ import asyncio
 
 import pytest
 
-from app.db import Database, DatabaseBusy, InvalidData, RetryPolicy, Session
+from app.db.database import Database, RetryPolicy
+from app.db.executor import Executor
+from app.db.failures import DatabaseBusy, InvalidData
 from app.models import UserDAO
 from tests.live_db.conflicts import conflicting_append
 
@@ -59,7 +61,7 @@ async def test_exhausted_retries_raise_database_busy(live_database: Database) ->
 
 
 async def test_an_error_rolls_back_the_whole_unit(live_database: Database) -> None:
-    async def create_then_fail(session: Session) -> None:
+    async def create_then_fail(session: Executor) -> None:
         await UserDAO.create(session, "rolled-back", "h")
         raise LookupError("abort")
 

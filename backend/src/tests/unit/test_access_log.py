@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 
-from app import access_log
-from app.access_log import AccessLog
+from app.http import access_log
+from app.http.access_log import AccessLog
 from tests.recorded_log import RecordedLog
 
 SCOPE: Scope = {  # type: ignore[typeddict-item]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.database_url import asyncpg_ssl_context, normalise
+from app.db.urls import asyncpg_ssl_context, normalise
 from app.settings import ConfigError
 
 CA_BUNDLE = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from quart.typing import TestClientProtocol as QuartClient
 
+from app.db.migrate import head_revision
 from app.errors import RETRY_AFTER_SECONDS
-from app.migrate import head_revision
-from tests.fakes import FakeDatabase
+from tests.fakes import FakeDatabase, FakeSchemaDAO
 from tests.unit.assertions import assert_error
 
 
@@ -60,7 +60,7 @@ async def test_readyz_is_503_without_a_database(
 async def test_readyz_is_503_when_the_schema_is_not_at_the_head(
     client: QuartClient, fake_database: FakeDatabase, revision: str | None
 ) -> None:
-    fake_database.revision = revision
+    FakeSchemaDAO.revision = revision
 
     response = await client.get("/readyz")
 

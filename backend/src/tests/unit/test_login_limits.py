@@ -20,7 +20,7 @@ from app.api import auth
 from app.api.auth import client_address
 from app.housekeeping import purge_expired_rows
 from app.main import create_app
-from app.models import (
+from app.models.login_attempts import (
     IN_PROGRESS_RETRY_AFTER_SECONDS,
     LOGIN_CHECK_TIMEOUT,
     LoginAttempt,

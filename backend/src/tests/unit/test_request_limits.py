@@ -20,8 +20,8 @@ import pytest
 from quart import Quart, Response
 from quart.typing import TestClientProtocol as QuartClient
 
-from app.body_limits import DrainUnreadBody
-from app.json_limits import JSON_TOO_DEEP, JSONTooDeep, check_nesting
+from app.http.body_limits import DrainUnreadBody
+from app.http.json_limits import JSON_TOO_DEEP, JSONTooDeep, check_nesting
 from app.main import create_app
 from tests import fakes
 from tests.conftest import PASSWORD, make_settings, unique_name

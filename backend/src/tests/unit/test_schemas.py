@@ -24,7 +24,7 @@ _MOMENT = st.datetimes(
 
 class DriverLikeRow:
     """A row as the driver hands it over (asyncpg's Record): asyncpg's UUID subclass,
-    `keys()`, iteration over the values in that order, and `_asdict` (app.driver.DriverRow)."""
+    `keys()`, iteration over the values in that order, and `_asdict` (app.db.executor.Row)."""
 
     def __init__(self, values: dict[str, Any]) -> None:
         self._values = values

@@ -14,8 +14,8 @@ import pytest
 from quart import Quart, Response
 from quart.typing import TestClientProtocol as QuartClient
 
+from app.http.security_headers import API_CONTENT_SECURITY_POLICY
 from app.main import create_app
-from app.security_headers import API_CONTENT_SECURITY_POLICY
 from tests import fakes
 from tests.conftest import make_settings
 from tests.unit.assertions import new_caller

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app import embedded
-from app.database_url import Driver, is_cockroachdb, normalise
+from app.db import embedded
+from app.db.urls import Driver, is_cockroachdb, normalise
 from app.settings import ConfigError, Settings
 from tests.conftest import TEST_SECRET, make_settings
 
@@ -87,14 +87,12 @@ def test_no_database_url_means_the_embedded_database(tmp_path: Path, url: str | 
     settings = make_settings(tmp_path, database_url=url)
 
     assert settings.database_url is None
-    assert settings.uses_embedded_database
 
 
 def test_a_database_url_means_a_real_server(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, database_url=" postgresql://u@db.example/app ")
 
     assert settings.database_url == "postgresql://u@db.example/app"
-    assert not settings.uses_embedded_database
 
 
 # DATABASE_URL normalisation -----------------------------------------------------------------

@@ -619,7 +619,7 @@ class Operation:
 
 
 MALFORMED_OR_OVERSIZED_BODY = {400, 413}
-"""Documented for every operation that reads a body, whatever its route (app.openapi)."""
+"""Documented for every operation that reads a body, whatever its route (app.http.openapi)."""
 IDEMPOTENT = {"idempotency-key"}
 CONDITIONAL = {"if-match"}
 PAGE_ITEMS: dict[type[BaseModel], type[BaseModel]] = {TodoPage: TodoOut, SpacePage: SpaceOut}

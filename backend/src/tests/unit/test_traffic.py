@@ -8,8 +8,8 @@ from quart import Quart
 from quart.typing import TestClientProtocol as QuartClient
 
 from app.api import auth
+from app.http.traffic import traffic
 from app.security import PasswordCheck
-from app.traffic import traffic
 from tests.conftest import PASSWORD, register, unique_name
 
 

@@ -4,10 +4,9 @@ The id comes from `X-Request-ID` when a proxy set a sane one, otherwise it is ge
 echoed back so a client can quote it when reporting a problem.
 
 This is ASGI middleware around the whole app rather than a pair of Quart request hooks: it
-reads the raw header list once, and a hook costs a dispatch and a few context lookups each.
-With the security headers done the same way, that took some 60 µs off every request (about
-10% of GET /todos?limit=50's CPU, profiled in process). It also sees what the hooks could
-not: the 413s of the body limits and the answer's real end.
+reads the raw header list once, and a hook costs a dispatch and a few context lookups each,
+on every request. It also sees what the hooks could not: the 413s of the body limits and the
+answer's real end.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import structlog
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, HTTPScope
 from quart import Quart
 
-from app.asgi_middleware import HTTPMiddleware, wrap
+from app.http.middleware import HTTPMiddleware, wrap
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode("ascii")

@@ -13,7 +13,7 @@ Strict-Transport-Security is sent only when HSTS_MAX_AGE_SECONDS is set, since i
 right when every client reaches the service over TLS.
 
 The headers are built once, as the bytes ASGI sends; this is ASGI middleware (see
-app.access_log for why), so per response it scans a few header names and appends a list.
+app.http.access_log for why), so per response it scans a few header names and appends a list.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, HTTPScope
 from quart import Quart, Response
 
-from app.asgi_middleware import ASGIApp, HTTPMiddleware, wrap
+from app.http.middleware import ASGIApp, HTTPMiddleware, wrap
 
 API_CONTENT_SECURITY_POLICY = (
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"

@@ -28,7 +28,7 @@ from hypercorn.typing import (
 )
 from quart import Quart
 
-from app.asgi_middleware import ASGIApp, HTTPMiddleware, wrap
+from app.http.middleware import ASGIApp, HTTPMiddleware, wrap
 
 LINGER_SECONDS = 2.0
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

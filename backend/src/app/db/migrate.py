@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from app.database_url import normalise
+from app.db.urls import normalise
 from app.settings import SOURCE_DIR
 
 ALEMBIC_INI = SOURCE_DIR / "alembic.ini"

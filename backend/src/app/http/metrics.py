@@ -7,8 +7,7 @@ children cached by (method, route template, status); the route label is the URL 
 shares one label, so the number of series stays bounded whatever clients send.
 
 Database figures are read when Prometheus scrapes, not kept up to date per request: the
-transaction retry counters from `Database.stats`, and pool usage from
-`Database.pool_usage()` when the database offers it, else from the SQLAlchemy engine's pool.
+transaction retry counters from `Database.stats`, and pool usage from the engine's pool.
 
 Series are per worker process (each Hypercorn worker has its own registry and pool), so
 with several workers a scrape sees whichever worker answered it.
@@ -30,9 +29,9 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from quart import Quart, Response, current_app, has_app_context, request
 from quart_schema import hide
 
-from app.access_log import request_started
-from app.db import Database
+from app.db.database import Database
 from app.errors import Unauthorized
+from app.http.access_log import request_started
 from app.settings import Settings
 
 METRICS_PATH = "/metrics"
@@ -68,7 +67,7 @@ POOL_GAUGES = {
 ENGINE_POOL = "engine"
 
 PoolUsage = Mapping[str, Mapping[str, int]]
-"""Pool name -> figures (keys of POOL_GAUGES): what `Database.pool_usage()` returns."""
+"""Pool name -> figures (keys of POOL_GAUGES)."""
 
 log = structlog.get_logger(__name__)
 
@@ -168,35 +167,27 @@ class DatabaseCollector:
 
 
 def pool_usage(database: Database) -> PoolUsage:
-    """Every pool's figures: from `database.pool_usage()` when it has one (a database with
-    more than one pool reports them all), else the SQLAlchemy engine's pool; nothing before
-    the engine starts or when the figures cannot be read."""
-    try:
-        report: Any = getattr(database, "pool_usage", None)
-        if callable(report):
-            return dict(report())
-        return _engine_pool_usage(database)
-    except Exception as error:  # a scrape must not fail because one figure could not be read
-        log.warning("pool usage unavailable", error_type=type(error).__name__)
-        return {}
-
-
-def _engine_pool_usage(database: Database) -> PoolUsage:
+    """The engine pool's figures; nothing before the engine starts, for a pool without a
+    size (NullPool, StaticPool), or when the figures cannot be read."""
     try:
         pool: Any = database.engine.pool
     except RuntimeError:  # not started
         return {}
     if not callable(getattr(pool, "checkedout", None)):
-        return {}  # a pool without a size (NullPool, StaticPool)
-    return {
-        ENGINE_POOL: {
-            "size": pool.size(),
-            "checked_out": pool.checkedout(),
-            # QueuePool counts unopened connections as negative overflow.
-            "overflow": max(pool.overflow(), 0),
-            "max_overflow": database.settings.db_max_overflow,
+        return {}
+    try:
+        return {
+            ENGINE_POOL: {
+                "size": pool.size(),
+                "checked_out": pool.checkedout(),
+                # QueuePool counts unopened connections as negative overflow.
+                "overflow": max(pool.overflow(), 0),
+                "max_overflow": database.settings.db_max_overflow,
+            }
         }
-    }
+    except Exception as error:  # a scrape must not fail because one figure could not be read
+        log.warning("pool usage unavailable", error_type=type(error).__name__)
+        return {}
 
 
 def register_metrics(app: Quart, settings: Settings) -> None:

@@ -15,7 +15,7 @@ from typing import TypeVar
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 from quart import Quart
 
-from app.asgi_middleware import ASGIApp, HTTPMiddleware, wrap
+from app.http.middleware import ASGIApp, HTTPMiddleware, wrap
 
 F = TypeVar("F", bound=Callable[..., object])
 
