@@ -55,7 +55,8 @@ ends. Staggered, so that with several workers one of them has drained while anot
 serves: that is when Hypercorn's master sends SIGTERM to the others (see app.cli.worker_app)."""
 LOGINS = 12
 SETTLE_S = 0.5
-"""Between sending the in-flight requests and SIGTERM: every connection is accepted by then."""
+"""After every slow request has started sending its body, before SIGTERM: every connection
+is accepted by then."""
 NO_LOGIN_THROTTLING = {
     "LOGIN_MAX_FAILURES_PER_USER": "1000",
     "LOGIN_MAX_FAILURES_PER_ADDRESS": "100000",
@@ -157,9 +158,15 @@ class Outcome:
 
 
 async def _trickled_create(
-    base_url: str, token: str, space_id: str, title: str, seconds: float
+    client: httpx.AsyncClient,
+    token: str,
+    space_id: str,
+    title: str,
+    seconds: float,
+    sending: asyncio.Event,
 ) -> Outcome:
-    """POST /todos whose JSON body arrives in pieces over `seconds`."""
+    """POST /todos whose JSON body arrives in pieces over `seconds`; `sending` is set once
+    its connection is open and the first piece is on its way."""
     body = f'{{"title": "{title}", "space_id": "{space_id}", "content": "{"x" * 64}"}}'.encode()
     pieces = [body[i : i + 8] for i in range(0, len(body), 8)]
     pause = seconds / len(pieces)
@@ -167,27 +174,24 @@ async def _trickled_create(
     async def trickle() -> AsyncIterator[bytes]:
         for piece in pieces:
             yield piece
+            sending.set()
             await asyncio.sleep(pause)
 
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        try:
-            response = await client.post("/todos", content=trickle(), headers=headers)
-            status: int | str = response.status_code
-        except httpx.HTTPError as error:
-            status = repr(error)
+    try:
+        response = await client.post("/todos", content=trickle(), headers=headers)
+        status: int | str = response.status_code
+    except httpx.HTTPError as error:
+        status = repr(error)
     return Outcome(f"create {title}", status, time.monotonic())
 
 
-async def _login(base_url: str, name: str) -> Outcome:
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        try:
-            response = await client.post(
-                "/auth/login", json={"username": name, "password": PASSWORD}
-            )
-            status: int | str = response.status_code
-        except httpx.HTTPError as error:
-            status = repr(error)
+async def _login(client: httpx.AsyncClient, name: str) -> Outcome:
+    try:
+        response = await client.post("/auth/login", json={"username": name, "password": PASSWORD})
+        status: int | str = response.status_code
+    except httpx.HTTPError as error:
+        status = repr(error)
     return Outcome("login", status, time.monotonic())
 
 
@@ -236,35 +240,42 @@ async def test_sigterm_drains_in_flight_requests_and_stops_postgres(
     postgres = postmaster_pid(served.data_dir)
     assert postgres is not None
 
-    in_flight = [
-        asyncio.create_task(
-            _trickled_create(served.base_url, token, space_id, f"slow-{i}", seconds)
-        )
-        for i, seconds in enumerate(TRICKLE_S)
-    ] + [asyncio.create_task(_login(served.base_url, name)) for name in names]
-    try:
-        await asyncio.sleep(SETTLE_S)
-        assert not any(task.done() for task in in_flight[: len(TRICKLE_S)])
+    # One client for every in-flight request, each on a connection of its own: a client per
+    # request would build an SSL context each, which on a busy machine took longer than
+    # SETTLE_S, so that SIGTERM came before the requests were even sent.
+    limits = httpx.Limits(max_connections=len(TRICKLE_S) + len(names))
+    async with httpx.AsyncClient(base_url=served.base_url, timeout=30, limits=limits) as client:
+        sending = [asyncio.Event() for _ in TRICKLE_S]
+        in_flight = [
+            asyncio.create_task(
+                _trickled_create(client, token, space_id, f"slow-{i}", seconds, sending[i])
+            )
+            for i, seconds in enumerate(TRICKLE_S)
+        ] + [asyncio.create_task(_login(client, name)) for name in names]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(event.wait() for event in sending)), 30)
+            await asyncio.sleep(SETTLE_S)
+            assert not any(task.done() for task in in_flight[: len(TRICKLE_S)])
 
-        signalled = time.monotonic()
-        if target == "master":
-            served.process.send_signal(signal.SIGTERM)
-        else:
-            os.killpg(served.process.pid, signal.SIGTERM)
+            signalled = time.monotonic()
+            if target == "master":
+                served.process.send_signal(signal.SIGTERM)
+            else:
+                os.killpg(served.process.pid, signal.SIGTERM)
 
-        # New connections are refused while the requests above are still being served.
-        await asyncio.sleep(SETTLE_S)
-        refused_at = None
-        for _ in range(5):
-            assert await _connection_refused(served.port), "a new connection was accepted"
-            refused_at = time.monotonic()
-            await asyncio.sleep(0.1)
+            # New connections are refused while the requests above are still being served.
+            await asyncio.sleep(SETTLE_S)
+            refused_at = None
+            for _ in range(5):
+                assert await _connection_refused(served.port), "a new connection was accepted"
+                refused_at = time.monotonic()
+                await asyncio.sleep(0.1)
 
-        outcomes = await asyncio.gather(*in_flight)
-    finally:
-        for task in in_flight:
-            task.cancel()  # only those a failed check above left behind
-        await asyncio.gather(*in_flight, return_exceptions=True)
+            outcomes = await asyncio.gather(*in_flight)
+        finally:
+            for task in in_flight:
+                task.cancel()  # only those a failed check above left behind
+            await asyncio.gather(*in_flight, return_exceptions=True)
     exit_code = await asyncio.to_thread(served.process.wait, GRACEFUL_TIMEOUT_S + 20)
     stopped_after = time.monotonic() - signalled
     log = served.log.read_text()
