@@ -10,6 +10,7 @@ from quart.typing import TestClientProtocol as Client
 from app.db.database import Database
 from app.models import OrganizationDAO, UserDAO
 from app.security import check_password
+from app.settings import Settings
 from tests.conftest import PASSWORD, login, register, unique_name
 from tests.sql import delete_user
 
@@ -27,8 +28,12 @@ async def test_register_login_me(live_client: Client) -> None:
 
     assert response.status_code == 200
     me = await response.get_json()
-    assert me["id"] == user["id"]
-    assert me["organizations"] == []
+    assert me == {
+        "id": user["id"],
+        "name": name,
+        "created_at": user["created_at"],
+        "organizations": [],
+    }
 
 
 async def test_duplicate_name_is_409_and_keeps_the_first_password(
@@ -74,11 +79,12 @@ async def test_unknown_user_and_wrong_password_look_the_same(
     )
 
     assert wrong.status_code == unknown.status_code == 401
+    assert isinstance((await wrong.get_json())["detail"], str)
     assert await wrong.get_json() == await unknown.get_json()
     assert wrong.headers["WWW-Authenticate"] == unknown.headers["WWW-Authenticate"] == "Bearer"
 
 
-async def test_form_login(live_client: Client) -> None:
+async def test_form_login(live_client: Client, live_settings: Settings) -> None:
     name = unique_name()
     await register(live_client, name)
 
@@ -87,7 +93,12 @@ async def test_form_login(live_client: Client) -> None:
     )
 
     assert response.status_code == 200
-    assert (await response.get_json())["token_type"] == "bearer"
+    body = await response.get_json()
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == live_settings.token_ttl_seconds
+    me = await live_client.get("/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200
+    assert (await me.get_json())["name"] == name
 
 
 async def test_me_lists_organizations_with_roles(
@@ -119,6 +130,7 @@ async def test_token_of_deleted_user_is_refused(
     response = await live_client.get("/me", headers={"Authorization": f"Bearer {token}"})
 
     assert response.status_code == 401
+    assert isinstance((await response.get_json())["detail"], str)
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 

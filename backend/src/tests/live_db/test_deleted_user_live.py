@@ -53,6 +53,8 @@ async def test_every_route_refuses_the_token_of_a_deleted_user(
 async def test_a_user_who_sees_nothing_still_gets_empty_lists(
     live_client: Client, team: Team
 ) -> None:
-    for path in ("/organizations", "/spaces", "/todos"):
+    empty_page = {"items": [], "next_cursor": None}
+    for path, empty in (("/organizations", []), ("/spaces", empty_page), ("/todos", empty_page)):
         response = await live_client.get(path, headers=team.stranger.headers)
         assert response.status_code == 200, path
+        assert await response.get_json() == empty, path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -55,6 +56,8 @@ async def test_create_list_and_get(live_client: Client, live_database: Database)
     created = await response.get_json()
     assert set(created) == {"id", "name", "created_at", "role"}
     assert (created["name"], created["role"]) == (name, "owner")
+    uuid.UUID(created["id"])
+    assert datetime.fromisoformat(created["created_at"]).utcoffset() is not None
     assert response.headers["Location"] == f"/organizations/{created['id']}"
     assert await _role(live_database, created["id"], owner) is Role.OWNER
 
@@ -107,6 +110,8 @@ async def test_list_shows_only_the_callers_organizations_oldest_first(
         (bobs["id"], "member"),
     ]
     assert bob_sees == [bobs]
+    for organization in alice_sees:
+        assert set(organization) == {"id", "name", "created_at", "role"}
 
 
 async def test_duplicate_name_is_409_and_changes_nothing(
@@ -166,6 +171,7 @@ async def test_owner_adds_a_member_who_then_sees_the_organization(
     assert set(member) == {"organization_id", "user_id", "user_name", "role", "created_at"}
     assert (member["organization_id"], member["user_id"]) == (organization["id"], str(newcomer.id))
     assert (member["user_name"], member["role"]) == (newcomer.name, "member")
+    assert datetime.fromisoformat(member["created_at"]).utcoffset() is not None
     fetched = await live_client.get(
         f"/organizations/{organization['id']}", headers=newcomer.headers
     )
@@ -184,6 +190,8 @@ async def test_an_added_owner_can_add_members(live_client: Client, live_database
     assert promoted.status_code == added.status_code == 201
     assert (await promoted.get_json())["role"] == "owner"
     assert await _role(live_database, organization["id"], newcomer) is Role.MEMBER
+    listed = await live_client.get("/organizations", headers=second_owner.headers)
+    assert [o["role"] for o in await listed.get_json()] == ["owner"]
 
 
 async def test_member_gets_403_and_adds_nobody(
@@ -224,6 +232,7 @@ async def test_unknown_user_is_404(live_client: Client, live_database: Database)
     response = await _add(live_client, owner, organization["id"], unique_name("nobody"))
 
     assert response.status_code == 404
+    assert isinstance((await response.get_json())["detail"], str)
 
 
 async def test_existing_member_is_409_and_keeps_the_role(
@@ -238,33 +247,10 @@ async def test_existing_member_is_409_and_keeps_the_role(
     owner_again = await _add(live_client, owner, organization["id"], owner.name, "member")
 
     assert again.status_code == as_owner.status_code == owner_again.status_code == 409
+    for response in (again, as_owner, owner_again):
+        assert isinstance((await response.get_json())["detail"], str)
     assert await _role(live_database, organization["id"], member) is Role.MEMBER
     assert await _role(live_database, organization["id"], owner) is Role.OWNER
-
-
-async def test_invalid_member_bodies_are_422(live_client: Client, live_database: Database) -> None:
-    owner, member = await new_caller(live_database), await new_caller(live_database)
-    organization = await _organization(live_client, owner)
-    bodies: list[Any] = [
-        {"user_name": member.name, "role": "admin"},
-        {"user_name": member.name, "role": None},
-        {"user_name": "a b"},
-        {"user_name": "ab"},
-        {"role": "member"},
-        {"user_name": member.name, "user_id": str(member.id)},
-    ]
-
-    statuses = [
-        (
-            await live_client.post(
-                f"/organizations/{organization['id']}/members", json=body, headers=owner.headers
-            )
-        ).status_code
-        for body in bodies
-    ]
-
-    assert statuses == [422] * len(bodies)
-    assert await _role(live_database, organization["id"], member) is None
 
 
 @dataclass(frozen=True)
@@ -334,6 +320,7 @@ async def test_other_organizations_objects_answer_like_unknown_ids(
     assert {label: status for label, (status, _) in foreign.items()} == dict.fromkeys(foreign, 404)
     assert foreign == unknown
     for _, body in foreign.values():
+        assert isinstance(body["detail"], str)
         text = str(body)
         assert victim.organization_id not in text
         assert victim.space_id not in text
@@ -366,27 +353,3 @@ async def test_other_organizations_objects_answer_like_unknown_ids(
     assert planted is None
     todo = await live_client.get(f"/todos/{victim.todo['id']}", headers=victim.owner.headers)
     assert await todo.get_json() == victim.todo
-
-
-async def test_names_with_a_nul_character_are_422_not_500(
-    live_client: Client, live_database: Database
-) -> None:
-    """JSON allows "\\u0000" in strings, PostgreSQL text does not: it must be refused as input,
-    not reach the database and come back as a 500."""
-    owner = await new_caller(live_database)
-    organization = await _organization(live_client, owner)
-
-    named_organization = await live_client.post(
-        "/organizations", json={"name": "nul\u0000org"}, headers=owner.headers
-    )
-    named_space = await live_client.post(
-        "/spaces",
-        json={"name": "nul\u0000space", "organization_id": organization["id"]},
-        headers=owner.headers,
-    )
-
-    assert named_organization.status_code == named_space.status_code == 422
-    listed = await live_client.get("/organizations", headers=owner.headers)
-    assert await listed.get_json() == [organization]
-    spaces = await live_client.get("/spaces", headers=owner.headers)
-    assert (await spaces.get_json())["items"] == []

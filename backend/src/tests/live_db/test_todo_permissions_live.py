@@ -30,6 +30,7 @@ async def test_create_in_unknown_or_foreign_space_is_404(
     )
 
     assert unknown.status_code == foreign.status_code == 404
+    assert isinstance((await foreign.get_json())["detail"], str)
     assert await unknown.get_json() == await foreign.get_json()
     assert await todo_count(live_database, team.space_id) == 0
 
@@ -43,6 +44,7 @@ async def test_get_by_stranger_is_the_same_404_as_an_unknown_id(
     unknown = await live_client.get(f"/todos/{uuid.uuid4()}", headers=team.stranger.headers)
 
     assert hidden.status_code == unknown.status_code == 404
+    assert isinstance((await hidden.get_json())["detail"], str)
     assert await hidden.get_json() == await unknown.get_json()
     assert "ETag" not in hidden.headers
 
@@ -80,6 +82,8 @@ async def test_other_member_gets_403_and_the_todo_is_unchanged(
     delete = await live_client.delete(f"/todos/{todo['id']}", headers=team.member.headers)
 
     assert patch.status_code == delete.status_code == 403
+    for refused in (patch, delete):
+        assert isinstance((await refused.get_json())["detail"], str)
     stored = await stored_todo(live_database, todo["id"])
     assert stored is not None
     assert (stored.title, stored.version) == (todo["title"], 1)
@@ -97,13 +101,18 @@ async def test_non_member_gets_404_for_changes_and_the_todo_is_unchanged(
         f"/todos/{uuid.uuid4()}", json={"title": "hijacked"}, headers=team.stranger.headers
     )
     delete = await live_client.delete(f"/todos/{todo['id']}", headers=team.stranger.headers)
+    delete_unknown = await live_client.delete(
+        f"/todos/{uuid.uuid4()}", headers=team.stranger.headers
+    )
     stale_delete = await live_client.delete(
         f"/todos/{todo['id']}", headers={**team.stranger.headers, "If-Match": '"7"'}
     )
 
     assert patch.status_code == patch_unknown.status_code == 404
     assert delete.status_code == stale_delete.status_code == 404  # not 412: that would leak
+    assert delete_unknown.status_code == 404
     assert await patch.get_json() == await patch_unknown.get_json()
+    assert await delete.get_json() == await delete_unknown.get_json()
     stored = await stored_todo(live_database, todo["id"])
     assert stored is not None
     assert (stored.title, stored.version) == (todo["title"], 1)

@@ -8,14 +8,14 @@ anyway would fail here.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
-from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
 
 from app.db.database import Database
-from tests.conftest import Team, create_todo, stored_todo, todo_count
+from tests.conftest import Team, create_todo, stored_todo
 
 pytestmark = pytest.mark.live_db
 
@@ -47,6 +47,9 @@ async def test_create_answers_201_with_location_and_etag(live_client: Client, te
     assert todo["user_id"] == str(team.member.id)
     assert todo["version"] == 1
     assert todo["updated_at"] == todo["created_at"]
+    uuid.UUID(todo["id"])
+    for stamp in ("created_at", "updated_at"):
+        assert _timestamp(todo[stamp]).utcoffset() is not None
     assert response.headers["Location"] == f"/todos/{todo['id']}"
     assert response.headers["ETag"] == '"1"'
 
@@ -62,35 +65,6 @@ async def test_create_with_done_and_default_content(live_client: Client, team: T
 
     assert todo["done"] is True
     assert todo["content"] == ""
-
-
-INVALID_CREATES: dict[str, dict[str, Any]] = {
-    "empty title": {"title": ""},
-    "long title": {"title": "x" * 201},
-    "long content": {"content": "x" * 10_001},
-    "done as string": {"done": "yes"},
-    "done null": {"done": None},
-    "unknown field": {"priority": 1},
-    "malformed space id": {"space_id": "not-a-uuid"},
-    "no space id": {"space_id": None},
-}
-
-
-async def test_invalid_create_is_422_and_creates_nothing(
-    live_client: Client, live_database: Database, team: Team
-) -> None:
-    outcomes = {}
-    for case, change in INVALID_CREATES.items():
-        body = {"title": "t", "space_id": team.space_id, **change}
-        response = await live_client.post("/todos", json=body, headers=team.owner.headers)
-        detail = (await response.get_json())["detail"]
-        shaped = isinstance(detail, list) and all(
-            set(item) == {"loc", "msg", "type"} for item in detail
-        )
-        outcomes[case] = (response.status_code, shaped)
-
-    assert outcomes == dict.fromkeys(INVALID_CREATES, (422, True))
-    assert await todo_count(live_database, team.space_id) == 0
 
 
 async def test_if_match_of_the_current_version_succeeds(live_client: Client, team: Team) -> None:
@@ -129,28 +103,6 @@ async def test_stale_if_match_is_412_and_the_row_is_unchanged(
     assert stored is not None
     assert (stored.title, stored.done, stored.version) == ("first", False, 2)
     assert stored.updated_at == _timestamp((await first.get_json())["updated_at"])
-
-
-async def test_malformed_if_match_is_422_not_500(
-    live_client: Client, live_database: Database, team: Team
-) -> None:
-    todo = await create_todo(live_client, team.owner, team.space_id)
-    forms = ["abc", '"1', "-1", "1.0", "", '""', "W/", "1,,2"]
-    outcomes = {}
-    for if_match in forms:
-        for method in ("PATCH", "DELETE"):
-            response = await live_client.open(
-                f"/todos/{todo['id']}",
-                method=method,
-                json={"title": "changed"},
-                headers={**team.owner.headers, "If-Match": if_match},
-            )
-            outcomes[method, if_match] = response.status_code
-
-    assert outcomes == dict.fromkeys(outcomes, 422)
-    stored = await stored_todo(live_database, todo["id"])
-    assert stored is not None
-    assert (stored.title, stored.version) == (todo["title"], 1)
 
 
 async def test_a_version_beyond_the_column_is_stale_not_an_error(
@@ -208,40 +160,11 @@ def _timestamp(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-async def test_invalid_patch_is_422_and_changes_nothing(
-    live_client: Client, live_database: Database, team: Team
-) -> None:
-    todo = await create_todo(live_client, team.owner, team.space_id)
-    bodies: list[Any] = [
-        {},
-        {"title": None},
-        {"done": None},
-        {"title": ""},
-        {"title": "x" * 201},
-        {"done": "true"},
-        {"version": 5},
-        {"user_id": str(team.owner.id)},
-        {"space_id": team.space_id},
-        [],
-        "title",
-    ]
-    outcomes = {}
-    for body in bodies:
-        response = await live_client.patch(
-            f"/todos/{todo['id']}", json=body, headers=team.owner.headers
-        )
-        outcomes[repr(body)] = response.status_code
-
-    assert outcomes == dict.fromkeys(outcomes, 422)
-    stored = await stored_todo(live_database, todo["id"])
-    assert stored is not None
-    assert (stored.title, stored.done, stored.version) == (todo["title"], False, 1)
-
-
 async def test_delete_is_204_then_everything_is_404(
     live_client: Client, live_database: Database, team: Team
 ) -> None:
     todo = await create_todo(live_client, team.member, team.space_id)
+    kept = await create_todo(live_client, team.member, team.space_id)
     url = f"/todos/{todo['id']}"
 
     stale = await live_client.delete(url, headers={**team.member.headers, "If-Match": '"2"'})
@@ -260,7 +183,7 @@ async def test_delete_is_204_then_everything_is_404(
     listed = await live_client.get(
         "/todos", query_string={"space_id": team.space_id}, headers=team.member.headers
     )
-    assert (await listed.get_json())["items"] == []
+    assert [item["id"] for item in (await listed.get_json())["items"]] == [kept["id"]]
 
 
 async def test_malformed_ids_in_paths_are_404(live_client: Client, team: Team) -> None:
@@ -273,6 +196,7 @@ async def test_malformed_ids_in_paths_are_404(live_client: Client, team: Team) -
         ("GET", "/todos/%27%20OR%201=1--"),
         ("GET", "/todos/00000000-0000-0000-0000-00000000000g"),
         ("GET", f"/todos/{team.space_id}x"),
+        ("GET", "/todos/%00"),
         ("GET", "/spaces/abc"),
         ("GET", "/organizations/abc"),
         ("POST", "/organizations/abc/members"),
@@ -288,31 +212,6 @@ async def test_malformed_ids_in_paths_are_404(live_client: Client, team: Team) -
         outcomes[method, path] = (response.status_code, set(await response.get_json()))
 
     assert outcomes == dict.fromkeys(requests, (404, {"detail"}))
-
-
-async def test_malformed_query_parameters_are_422(live_client: Client, team: Team) -> None:
-    requests = [
-        ("/todos", {"space_id": "abc"}, "space_id"),
-        ("/todos", {"space_id": "1 OR 1=1"}, "space_id"),
-        ("/todos", {"done": "maybe"}, "done"),
-        ("/todos", {"limit": "0"}, "limit"),
-        ("/todos", {"limit": "101"}, "limit"),
-        ("/todos", {"limit": "ten"}, "limit"),
-        ("/todos", {"limit": "-1"}, "limit"),
-        ("/todos", {"limit": "99999999999999999999999"}, "limit"),
-        ("/spaces", {"organization_id": "abc"}, "organization_id"),
-        ("/spaces", {"limit": "0"}, "limit"),
-    ]
-    outcomes = {}
-    for path, query, field in requests:
-        response = await live_client.get(path, query_string=query, headers=team.owner.headers)
-        detail = (await response.get_json())["detail"]
-        names = (
-            {part for item in detail for part in item["loc"]} if isinstance(detail, list) else set()
-        )
-        outcomes[path, field, next(iter(query.values()))] = (response.status_code, field in names)
-
-    assert outcomes == dict.fromkeys(outcomes, (422, True))
 
 
 async def test_list_done_filter_follows_patches(live_client: Client, team: Team) -> None:
@@ -333,25 +232,3 @@ async def test_list_done_filter_follows_patches(live_client: Client, team: Team)
     assert await ids(done="true") == [closed["id"]]
     assert await ids(done="false") == [open_todo["id"]]
     assert await ids() == [closed["id"], open_todo["id"]]
-
-
-async def test_text_with_a_nul_character_is_422_not_500(
-    live_client: Client, live_database: Database, team: Team
-) -> None:
-    """JSON allows "\\u0000" in strings, PostgreSQL text does not: it must be refused as input,
-    not reach the database and come back as a 500."""
-    todo = await create_todo(live_client, team.owner, team.space_id)
-
-    created = [
-        await live_client.post(
-            "/todos", json={"space_id": team.space_id, **body}, headers=team.owner.headers
-        )
-        for body in ({"title": "nul\u0000title"}, {"title": "t", "content": "nul\u0000"})
-    ]
-    patched = await live_client.patch(
-        f"/todos/{todo['id']}", json={"title": "nul\u0000title"}, headers=team.owner.headers
-    )
-
-    assert [r.status_code for r in created] == [422, 422]
-    assert patched.status_code == 422
-    assert await todo_count(live_database, team.space_id) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,3 +137,11 @@ async def collect_pages(
             return pages
         assert len(pages) < 1000, "next_cursor never ends"
         query = {**params, "cursor": page["next_cursor"]}
+
+
+def assert_retry_after_counts_from(retry_after: int, first_failure: float, window: int) -> None:
+    """Retry-After counts the window from the oldest failure that makes up a login limit, so
+    it is less than the window by as long as the failures took, which on a busy machine is
+    seconds (`first_failure`: time.monotonic() before the first of them)."""
+    elapsed = time.monotonic() - first_failure
+    assert window - elapsed - 1 <= retry_after <= window

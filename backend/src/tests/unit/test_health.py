@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from quart.typing import TestClientProtocol as QuartClient
 
-from app.db.migrate import head_revision
 from app.errors import RETRY_AFTER_SECONDS
 from tests.fakes import FakeDatabase, FakeSchemaDAO
 from tests.unit.assertions import assert_error
@@ -27,15 +26,6 @@ async def test_healthz_is_ok_without_a_database(
 
     assert response.status_code == 200
     assert await response.get_json() == {"status": "ok"}
-
-
-async def test_readyz_reports_the_head_revision(client: QuartClient) -> None:
-    response = await client.get("/readyz")
-
-    assert response.status_code == 200
-    body = await response.get_json()
-    assert body["revision"] == head_revision()
-    assert body["status"] == "ready"
 
 
 async def test_readyz_is_503_without_a_database(

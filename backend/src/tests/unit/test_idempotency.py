@@ -1,8 +1,9 @@
 """`Idempotency-Key` on every POST that creates: a retry replays the first answer.
 
 Each route is checked the same way: the replay has the first status, body and headers plus
-`Idempotent-Replayed: true`, and the list endpoint shows one resource, not two. Keys belong
-to a user, failures are not remembered, and an expired key starts afresh.
+`Idempotent-Replayed: true`, and the list endpoint shows one resource, not two. Failures are
+not remembered, and an expired key starts afresh. That keys belong to a user, and retries that
+race each other, are checked on a real database in test_idempotency_live.py.
 """
 
 from __future__ import annotations
@@ -241,24 +242,6 @@ async def test_without_a_key_every_post_creates(client: QuartClient) -> None:
     assert fakes.FakeIdempotencyKeyDAO.rows == {}
 
 
-async def test_the_same_body_in_another_spelling_is_the_same_request(
-    client: QuartClient,
-) -> None:
-    workspace = await new_workspace(client)
-    space_id, key = workspace.space["id"], _key()
-    first = await _post(
-        client, workspace.owner, "/todos", {"title": "t", "space_id": space_id}, key
-    )
-    spelled_out = {"done": False, "content": "", "space_id": space_id, "title": "t"}
-
-    retry = await _post(client, workspace.owner, "/todos", spelled_out, key)
-
-    assert retry.status_code == 201
-    assert retry.headers.get(REPLAYED) == "true"
-    assert await retry.get_json() == await first.get_json()
-    assert len(fakes.FakeTodoDAO.rows) == 1
-
-
 async def test_a_key_used_on_one_route_is_refused_on_another(client: QuartClient) -> None:
     workspace = await new_workspace(client)
     key = _key()
@@ -296,23 +279,6 @@ async def test_a_replay_is_the_first_response_even_after_the_todo_changed(
     assert await retry.get_json() == first
     assert retry.headers.get("ETag") == '"1"'
     assert len(fakes.FakeTodoDAO.rows) == 1
-
-
-async def test_the_same_key_from_another_user_is_independent(client: QuartClient) -> None:
-    workspace = await new_workspace(client)
-    member = await new_caller(client)
-    await add_member(client, workspace.owner, workspace.organization["id"], member)
-    body, key = {"title": "shared key", "space_id": workspace.space["id"]}, _key()
-
-    owners = await assert_created(await _post(client, workspace.owner, "/todos", body, key))
-    members = await _post(client, member, "/todos", body, key)
-
-    members_body = await assert_created(members)
-    assert REPLAYED not in members.headers
-    assert members_body["id"] != owners["id"]
-    assert (owners["user_id"], members_body["user_id"]) == (str(workspace.owner.id), str(member.id))
-    scene = Scene(workspace=workspace, newcomer=None)
-    assert await _count_todos(client, scene, body) == 2
 
 
 async def test_a_failed_attempt_is_not_remembered(client: QuartClient) -> None:
@@ -370,22 +336,6 @@ async def test_an_expired_key_can_be_used_again_and_creates_anew(client: QuartCl
     replay = await _post(client, workspace.owner, "/todos", body, key)
     assert (await replay.get_json())["id"] == second["id"]
     assert replay.headers.get(REPLAYED) == "true"
-
-
-async def test_an_expired_key_accepts_another_body(client: QuartClient) -> None:
-    workspace = await new_workspace(client)
-    space_id, key = workspace.space["id"], _key()
-    await assert_created(
-        await _post(client, workspace.owner, "/todos", {"title": "a", "space_id": space_id}, key)
-    )
-    _expire_every_key()
-
-    response = await _post(
-        client, workspace.owner, "/todos", {"title": "b", "space_id": space_id}, key
-    )
-
-    assert (await assert_created(response))["title"] == "b"
-    assert len(fakes.FakeIdempotencyKeyDAO.rows) == 1
 
 
 async def test_a_key_is_kept_for_the_configured_time(client: QuartClient) -> None:

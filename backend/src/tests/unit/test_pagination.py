@@ -1,13 +1,13 @@
 """Keyset pagination: the cursor itself, then listing todos page by page over the API.
 
 A walk must return every visible todo exactly once, newest first by (created_at, id), whatever
-is inserted or deleted meanwhile, and never another organization's todos.
+is inserted or deleted meanwhile, and never another organization's todos. Long walks, ties on
+created_at and writes during a walk run on a real database in test_pagination_live.py.
 """
 
 from __future__ import annotations
 
 import base64
-import itertools
 import re
 import uuid
 from dataclasses import dataclass
@@ -20,7 +20,6 @@ from quart.typing import TestClientProtocol as QuartClient
 
 from app.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Keyset, next_cursor
 from app.schemas import SpaceListQuery, TodoListQuery
-from tests import fakes
 from tests.unit.assertions import (
     Caller,
     add_member,
@@ -52,10 +51,6 @@ def _real_cursor() -> str:
 
 def _ids(items: list[dict[str, Any]]) -> list[str]:
     return [item["id"] for item in items]
-
-
-def _sort_key(item: dict[str, Any]) -> tuple[datetime, uuid.UUID]:
-    return datetime.fromisoformat(item["created_at"]), uuid.UUID(item["id"])
 
 
 async def _todos(client: QuartClient, caller: Caller, **params: Any) -> dict[str, Any]:
@@ -226,18 +221,6 @@ async def test_list_todos_filters_by_space_and_done(client: QuartClient) -> None
     assert await ids(space_id=str(uuid.uuid4())) == []
 
 
-async def test_list_todos_of_a_space_in_another_organization_is_empty(
-    client: QuartClient,
-) -> None:
-    alice, bob = await new_caller(client), await new_caller(client)
-    bobs = await new_workspace(client, bob)
-    await create_todo(client, bob, bobs.space["id"])
-
-    page = await _todos(client, alice, space_id=bobs.space["id"])
-
-    assert page == {"items": [], "next_cursor": None}
-
-
 async def test_list_todos_default_page_is_50(client: QuartClient) -> None:
     workspace = await new_workspace(client)
     created = [await create_todo(client, workspace.owner, workspace.space["id"]) for _ in range(51)]
@@ -249,19 +232,6 @@ async def test_list_todos_default_page_is_50(client: QuartClient) -> None:
     assert first["next_cursor"] is not None
     assert _ids(rest["items"]) == [created[0]["id"]]
     assert rest["next_cursor"] is None
-
-
-async def test_list_todos_accepts_the_limit_bounds(client: QuartClient) -> None:
-    workspace = await new_workspace(client)
-    created = [await create_todo(client, workspace.owner, workspace.space["id"]) for _ in range(3)]
-
-    one = await _todos(client, workspace.owner, limit=1)
-    hundred = await _todos(client, workspace.owner, limit=100)
-
-    assert _ids(one["items"]) == [created[-1]["id"]]
-    assert one["next_cursor"] is not None
-    assert _ids(hundred["items"]) == _ids(created[::-1])
-    assert hundred["next_cursor"] is None
 
 
 async def test_list_todos_refuses_invalid_query_parameters(
@@ -278,8 +248,10 @@ async def test_list_todos_refuses_invalid_query_parameters(
         ("limit-negative", {"limit": "-1"}, "limit"),
         ("limit-abc", {"limit": "abc"}, "limit"),
         ("limit-fraction", {"limit": "1.5"}, "limit"),
+        ("limit-beyond-64-bits", {"limit": "99999999999999999999999"}, "limit"),
         ("done-maybe", {"done": "maybe"}, "done"),
         ("space-id-not-a-uuid", {"space_id": "nope"}, "space_id"),
+        ("space-id-sql", {"space_id": "1 OR 1=1"}, "space_id"),
         ("cursor-garbage", {"cursor": "garbage!"}, "cursor"),
         ("cursor-base64-of-garbage", {"cursor": _b64("garbage")}, "cursor"),
         ("cursor-base64-bad-uuid", {"cursor": _b64("2024-01-01T00:00:00+00:00|nope")}, "cursor"),
@@ -315,99 +287,6 @@ async def test_list_todos_refuses_invalid_query_parameters(
 # Walking every page -------------------------------------------------------------------------
 
 
-async def test_a_walk_over_120_todos_returns_each_visible_one_once_newest_first(
-    client: QuartClient,
-) -> None:
-    alice, bob = await new_caller(client), await new_caller(client)
-    alices = await new_workspace(client, alice)
-    second_space = await create_space(client, alice, alices.organization["id"])
-    bobs = await new_workspace(client, bob)
-    created: list[str] = []
-    for i in range(120):
-        space_id = (alices.space["id"], second_space["id"])[i % 2]
-        created.append((await create_todo(client, alice, space_id, done=i % 3 == 0))["id"])
-        if i % 12 == 0:
-            await create_todo(client, bob, bobs.space["id"])
-
-    pages = await collect_pages(client, alice, "/todos", {"limit": 7})
-
-    assert [len(page["items"]) for page in pages] == [7] * 17 + [1]
-    assert all(page["next_cursor"] for page in pages[:-1])
-    assert pages[-1]["next_cursor"] is None
-    walked = [item for page in pages for item in page["items"]]
-    assert _ids(walked) == created[::-1]
-    keys = [_sort_key(item) for item in walked]
-    assert all(newer > older for newer, older in itertools.pairwise(keys))
-    assert {item["space_id"] for item in walked} == {alices.space["id"], second_space["id"]}
-
-
-async def test_a_filtered_walk_returns_exactly_the_matching_todos(client: QuartClient) -> None:
-    workspace = await new_workspace(client)
-    space_id = workspace.space["id"]
-    other_space = await create_space(client, workspace.owner, workspace.organization["id"])
-    done_here: list[str] = []
-    for i in range(40):
-        todo = await create_todo(
-            client, workspace.owner, (space_id, other_space["id"])[i % 2], done=i % 4 < 2
-        )
-        if todo["space_id"] == space_id and todo["done"]:
-            done_here.append(todo["id"])
-
-    pages = await collect_pages(
-        client, workspace.owner, "/todos", {"space_id": space_id, "done": "true", "limit": 3}
-    )
-
-    assert _ids([item for page in pages for item in page["items"]]) == done_here[::-1]
-
-
-async def test_ties_on_created_at_are_broken_by_id(client: QuartClient) -> None:
-    """Rows inserted by one transaction share created_at: the id must keep the walk exact."""
-    workspace = await new_workspace(client)
-    created = [await create_todo(client, workspace.owner, workspace.space["id"]) for _ in range(20)]
-    for index, todo in enumerate(created):
-        fakes.FakeTodoDAO.rows[uuid.UUID(todo["id"])].created_at = MOMENT - timedelta(
-            seconds=index // 5
-        )
-
-    pages = await collect_pages(client, workspace.owner, "/todos", {"limit": 3})
-
-    walked = [item for page in pages for item in page["items"]]
-    assert sorted(_ids(walked)) == sorted(_ids(created))
-    assert len(walked) == len(created)
-    keys = [_sort_key(item) for item in walked]
-    assert keys == sorted(keys, reverse=True)
-    assert len(set(keys)) == len(keys)
-
-
-async def test_changes_during_a_walk_neither_duplicate_nor_skip_todos(
-    client: QuartClient,
-) -> None:
-    workspace = await new_workspace(client)
-    owner, space_id = workspace.owner, workspace.space["id"]
-    original = [(await create_todo(client, owner, space_id))["id"] for _ in range(30)][::-1]
-    deleted = original[20]
-    inserted: list[str] = []
-
-    walked: list[str] = []
-    params: dict[str, Any] = {"limit": 7}
-    while True:
-        page = await _todos(client, owner, **params)
-        walked.extend(_ids(page["items"]))
-        if page["next_cursor"] is None:
-            break
-        for _ in range(2):
-            inserted.append((await create_todo(client, owner, space_id))["id"])
-        if len(walked) == 14:
-            response = await client.delete(f"/todos/{deleted}", headers=owner.headers)
-            assert response.status_code == 204
-        params = {"limit": 7, "cursor": page["next_cursor"]}
-
-    assert walked == [todo_id for todo_id in original if todo_id != deleted]
-    assert not set(inserted) & set(walked)
-    fresh = await _todos(client, owner, limit=100)
-    assert _ids(fresh["items"]) == inserted[::-1] + walked
-
-
 async def test_a_walk_ending_on_a_full_page_has_no_empty_extra_page(client: QuartClient) -> None:
     workspace = await new_workspace(client)
     for _ in range(14):
@@ -417,11 +296,3 @@ async def test_a_walk_ending_on_a_full_page_has_no_empty_extra_page(client: Quar
 
     assert [len(page["items"]) for page in pages] == [7, 7]
     assert pages[-1]["next_cursor"] is None
-
-
-async def test_a_walk_with_nothing_visible_is_one_empty_page(client: QuartClient) -> None:
-    caller = await new_caller(client)
-
-    assert await collect_pages(client, caller, "/todos", {"limit": 7}) == [
-        {"items": [], "next_cursor": None}
-    ]

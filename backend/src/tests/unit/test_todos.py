@@ -37,15 +37,12 @@ from tests.unit.assertions import (
     Caller,
     Workspace,
     add_member,
-    assert_created,
     assert_error,
     assert_validation_error,
     create_todo,
     new_caller,
     new_workspace,
 )
-
-TODO_FIELDS = set(TodoOut.model_fields)
 
 
 @dataclass(frozen=True)
@@ -119,35 +116,6 @@ async def _fetched(client: QuartClient, caller: Caller, todo_id: str) -> dict[st
 # Create -------------------------------------------------------------------------------------
 
 
-async def test_create_todo_with_location_etag_and_defaults(client: QuartClient) -> None:
-    workspace = await new_workspace(client)
-    owner = workspace.owner
-
-    response = await client.post(
-        "/todos",
-        json={"title": "buy milk", "space_id": workspace.space["id"]},
-        headers=owner.headers,
-    )
-
-    body = await assert_created(response)
-    assert set(body) == TODO_FIELDS
-    assert body["title"] == "buy milk"
-    assert body["content"] == ""
-    assert body["done"] is False
-    assert body["version"] == 1
-    assert body["space_id"] == workspace.space["id"]
-    assert body["user_id"] == str(owner.id)
-    uuid.UUID(body["id"])
-    for stamp in ("created_at", "updated_at"):
-        assert datetime.fromisoformat(body[stamp]).utcoffset() is not None
-    assert response.headers.get("Location") == f"/todos/{body['id']}"
-    assert response.headers.get("ETag") == '"1"'
-    fetched = await client.get(response.headers["Location"], headers=owner.headers)
-    assert fetched.status_code == 200
-    assert await fetched.get_json() == body
-    assert fetched.headers.get("ETag") == '"1"'
-
-
 async def test_create_todo_accepts_the_largest_fields(client: QuartClient) -> None:
     workspace = await new_workspace(client)
 
@@ -172,29 +140,6 @@ async def test_create_todo_as_a_member_who_is_not_the_owner(
     assert _ids((await _todos(client, team.owner))["items"]) == [body["id"]]
 
 
-async def test_create_todo_in_another_organizations_space_is_the_same_404_as_a_random_space(
-    client: QuartClient,
-) -> None:
-    workspace = await new_workspace(client)
-    stranger = await new_caller(client)
-
-    hidden = await client.post(
-        "/todos",
-        json={"title": "intrusion", "space_id": workspace.space["id"]},
-        headers=stranger.headers,
-    )
-    missing = await client.post(
-        "/todos",
-        json={"title": "intrusion", "space_id": str(uuid.uuid4())},
-        headers=stranger.headers,
-    )
-
-    assert isinstance(await assert_error(hidden, 404), str)
-    assert isinstance(await assert_error(missing, 404), str)
-    assert await hidden.get_json() == await missing.get_json()
-    assert fakes.FakeTodoDAO.rows == {}
-
-
 INVALID_TODOS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("empty-title", {"title": ""}, ["title"]),
     ("201-character-title", {"title": "t" * 201}, ["title"]),
@@ -206,6 +151,8 @@ INVALID_TODOS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("done-as-number", {"done": 1}, ["done"]),
     ("null-done", {"done": None}, ["done"]),
     ("space-id-not-a-uuid", {"space_id": "not-a-uuid"}, ["space_id"]),
+    ("null-space-id", {"space_id": None}, ["space_id"]),
+    ("unknown-field", {"priority": 1}, ["priority"]),
     ("extra-version", {"version": 7}, ["version"]),
     ("extra-user-id", {"user_id": str(uuid.uuid4())}, ["user_id"]),
 ]
@@ -244,26 +191,6 @@ async def test_get_todo_as_a_member_with_its_etag(team: Team, client: QuartClien
     assert await _fetched(client, team.member, todo["id"]) == todo
 
 
-async def test_get_todo_of_another_organization_is_the_same_404_as_a_random_id(
-    client: QuartClient, subtests: pytest.Subtests
-) -> None:
-    workspace = await new_workspace(client)
-    stranger = await new_caller(client)
-    todo = await create_todo(client, workspace.owner, workspace.space["id"])
-
-    hidden = await client.get(f"/todos/{todo['id']}", headers=stranger.headers)
-    missing = await client.get(f"/todos/{uuid.uuid4()}", headers=stranger.headers)
-
-    assert isinstance(await assert_error(hidden, 404), str)
-    assert isinstance(await assert_error(missing, 404), str)
-    assert await hidden.get_json() == await missing.get_json()
-    assert "ETag" not in hidden.headers
-    for todo_id in ("not-a-uuid", "123", f"{todo['id']}0", "%00"):
-        with subtests.test(todo_id=todo_id):
-            response = await client.get(f"/todos/{todo_id}", headers=workspace.owner.headers)
-            await assert_error(response, 404)
-
-
 # Patch --------------------------------------------------------------------------------------
 
 
@@ -300,18 +227,6 @@ async def test_patch_changes_only_the_given_fields(team: Team, client: QuartClie
     assert body["version"] == 2
 
 
-async def test_owner_patches_a_members_todo(team: Team, client: QuartClient) -> None:
-    todo = await create_todo(client, team.member, team.space_id)
-
-    response = await _patch(client, team.owner, todo["id"], {"done": True})
-
-    assert response.status_code == 200, await response.get_data(as_text=True)
-    body = await response.get_json()
-    assert body["done"] is True
-    assert body["user_id"] == str(team.member.id)
-    assert body["version"] == 2
-
-
 async def test_a_plain_member_cannot_patch_someone_elses_todo(
     team: Team, client: QuartClient
 ) -> None:
@@ -328,23 +243,6 @@ async def test_a_plain_member_cannot_patch_someone_elses_todo(
     for response in (plain, with_current_version, with_stale_version):
         assert isinstance(await assert_error(response, 403), str)
     assert await _fetched(client, team.owner, todo["id"]) == todo
-
-
-async def test_patching_as_a_non_member_is_the_same_404_as_a_random_id(
-    client: QuartClient,
-) -> None:
-    workspace = await new_workspace(client)
-    stranger = await new_caller(client)
-    todo = await create_todo(client, workspace.owner, workspace.space["id"])
-
-    hidden = await _patch(client, stranger, todo["id"], {"done": True})
-    missing = await _patch(client, stranger, str(uuid.uuid4()), {"done": True})
-
-    await assert_error(hidden, 404)
-    await assert_error(missing, 404)
-    assert await hidden.get_json() == await missing.get_json()
-    assert _stored(todo["id"]).done is False
-    assert _stored(todo["id"]).version == 1
 
 
 async def test_patch_with_the_current_version_in_any_if_match_form(
@@ -397,20 +295,40 @@ async def test_patch_with_a_stale_if_match_is_412_and_changes_nothing(
     assert await _fetched(client, workspace.owner, todo["id"]) == current
 
 
-async def test_patch_with_a_malformed_if_match_is_422_and_changes_nothing(
+MALFORMED_IF_MATCHES = (
+    "abc",
+    "1.5",
+    "1.0",
+    "",
+    '"',
+    '""',
+    '"1',
+    "W/",
+    "-1",
+    "+1",
+    "1e3",
+    "\uff11",
+    '"1"x',
+    "1,,2",
+)
+
+
+async def test_patch_or_delete_with_a_malformed_if_match_is_422_and_changes_nothing(
     client: QuartClient, subtests: pytest.Subtests
 ) -> None:
     workspace = await new_workspace(client)
     todo = await create_todo(client, workspace.owner, workspace.space["id"])
 
-    for if_match in ("abc", "1.5", "", '"', "-1", "+1", "1e3", "\uff11", '"1"x', "1,,2"):
+    for if_match in MALFORMED_IF_MATCHES:
         with subtests.test(if_match=if_match):
-            response = await _patch(
+            patched = await _patch(
                 client, workspace.owner, todo["id"], {"done": True}, if_match=if_match
             )
+            deleted = await _delete(client, workspace.owner, todo["id"], if_match=if_match)
 
-            detail = await assert_validation_error(response)
-            assert [item["loc"] for item in detail] == [["header", "If-Match"]]
+            for response in (patched, deleted):
+                detail = await assert_validation_error(response)
+                assert [item["loc"] for item in detail] == [["header", "If-Match"]]
     assert await _fetched(client, workspace.owner, todo["id"]) == todo
 
 
@@ -445,10 +363,14 @@ INVALID_PATCHES: list[tuple[str, Any, list[str] | None]] = [
     ("201-character-title", {"title": "t" * 201}, ["title"]),
     ("10001-character-content", {"content": "c" * 10_001}, ["content"]),
     ("done-as-string", {"done": "yes"}, ["done"]),
+    ("done-as-string-true", {"done": "true"}, ["done"]),
     ("unknown-field", {"priority": 1}, ["priority"]),
     ("version-field", {"version": 9}, ["version"]),
+    ("author-field", {"user_id": str(uuid.uuid4())}, ["user_id"]),
     ("move-to-another-space", {"space_id": str(uuid.uuid4())}, ["space_id"]),
     ("list-body", [{"title": "x"}], None),
+    ("empty-list-body", [], None),
+    ("string-body", "title", None),
 ]
 
 
@@ -469,56 +391,6 @@ async def test_patch_refuses_an_invalid_body(
 
 
 # Delete -------------------------------------------------------------------------------------
-
-
-async def test_author_deletes_a_todo(team: Team, client: QuartClient) -> None:
-    todo = await create_todo(client, team.member, team.space_id)
-    kept = await create_todo(client, team.member, team.space_id)
-
-    response = await _delete(client, team.member, todo["id"])
-
-    assert response.status_code == 204
-    assert await response.get_data() == b""
-    await assert_error(await client.get(f"/todos/{todo['id']}", headers=team.member.headers), 404)
-    await assert_error(await _patch(client, team.member, todo["id"], {"done": True}), 404)
-    await assert_error(await _delete(client, team.member, todo["id"]), 404)
-    assert _ids((await _todos(client, team.owner))["items"]) == [kept["id"]]
-
-
-async def test_owner_deletes_a_members_todo(team: Team, client: QuartClient) -> None:
-    todo = await create_todo(client, team.member, team.space_id)
-
-    response = await _delete(client, team.owner, todo["id"], if_match='"1"')
-
-    assert response.status_code == 204
-    assert uuid.UUID(todo["id"]) not in fakes.FakeTodoDAO.rows
-
-
-async def test_a_plain_member_cannot_delete_someone_elses_todo(
-    team: Team, client: QuartClient
-) -> None:
-    todo = await create_todo(client, team.owner, team.space_id)
-
-    response = await _delete(client, team.member, todo["id"])
-
-    assert isinstance(await assert_error(response, 403), str)
-    assert await _fetched(client, team.member, todo["id"]) == todo
-
-
-async def test_deleting_as_a_non_member_is_the_same_404_as_a_random_id(
-    client: QuartClient,
-) -> None:
-    workspace = await new_workspace(client)
-    stranger = await new_caller(client)
-    todo = await create_todo(client, workspace.owner, workspace.space["id"])
-
-    hidden = await _delete(client, stranger, todo["id"])
-    missing = await _delete(client, stranger, str(uuid.uuid4()))
-
-    await assert_error(hidden, 404)
-    await assert_error(missing, 404)
-    assert await hidden.get_json() == await missing.get_json()
-    assert await _fetched(client, workspace.owner, todo["id"]) == todo
 
 
 async def test_delete_with_a_stale_or_malformed_if_match_keeps_the_todo(
