@@ -151,7 +151,7 @@ def _serve(args: argparse.Namespace, url: str, settings: Settings) -> int:
     for bind in config.bind:
         log.info("serving", url=f"http://{bind}{config.root_path}/", workers=config.workers)
     with _stop_listening_on_shutdown():
-        exit_code = run(config)
+        exit_code = 0 if _stopped_cleanly(run(config)) else 1
     # The caller stops the embedded PostgreSQL next: not while a worker still serves.
     return _wait_for_workers(config.graceful_timeout + WORKER_STOP_MARGIN_S) or exit_code
 
@@ -188,8 +188,22 @@ def _wait_for_workers(patience_s: float) -> int:
             log.error("a worker did not stop in time; killing it", pid=worker.pid)
             worker.kill()
             worker.join()
-        failed = failed or worker.exitcode != 0
+        failed = failed or not _stopped_cleanly(worker.exitcode, worker.pid)
     return 1 if failed else 0
+
+
+def _stopped_cleanly(exit_code: int | None, pid: int | None = None) -> bool:
+    """Whether a worker's (or Hypercorn's, which passes a worker's on) exit code is a clean
+    stop. A worker ignores SIGTERM from the moment its app is loaded (`worker_app`), so one
+    that SIGTERM ended was still starting and had served nothing: during a shutdown the
+    master (or a signal to the whole group) stops a worker that is still starting this way."""
+    if exit_code == 0:
+        return True
+    if exit_code == -signal.SIGTERM:
+        log.info("a worker still starting was stopped", pid=pid)
+        return True
+    log.error("a worker exited with an error", pid=pid, exit_code=exit_code)
+    return False
 
 
 _listening: list[socket.socket] = []

@@ -137,7 +137,7 @@ def test_embedded_lifecycle(tmp_path: Path, servers: list[Server]) -> None:
     pid = postmaster_pid(data_dir)
     assert pid is not None
 
-    assert first.stop(signal.SIGTERM) == 0
+    assert first.stop(signal.SIGTERM) == 0, first.log.read_text()
     assert_postgres_stopped(data_dir, pid)
     assert (data_dir / SECRET_KEY_FILE).stat().st_mode & 0o777 == 0o600
 
@@ -153,7 +153,7 @@ def test_embedded_lifecycle(tmp_path: Path, servers: list[Server]) -> None:
     pid = postmaster_pid(data_dir)
     assert pid is not None
 
-    assert second.stop(signal.SIGINT) == 0
+    assert second.stop(signal.SIGINT) == 0, second.log.read_text()
     assert_postgres_stopped(data_dir, pid)
 
 
