@@ -3,7 +3,7 @@
 from app.cli import _ServeConfig, worker_app
 from app.models import MembershipDAO, TodoDAO
 from app.models.base import BaseDAO
-from app.schemas import IdempotencyHeaders, LoginRequest, TodoOut, TokenOut
+from app.schemas import IdempotencyHeaders, LoginRequest, MemberItem, TodoOut, TokenOut
 from app.security import HashingStats
 from bench.scale import Latency, Report
 
@@ -23,6 +23,7 @@ TokenOut.access_token
 TokenOut.token_type
 TokenOut.expires_in
 TodoOut.updated_at
+MemberItem.joined_at
 IdempotencyHeaders.idempotency_key  # documents the header in OpenAPI
 # SQLAlchemy's declarative base reads it; Alembic's env.py imports it.
 BaseDAO.metadata

@@ -18,7 +18,13 @@ from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
-from app.db.failures import DatabaseBusy, DatabaseUnavailable, InvalidData, MissingReference
+from app.db.failures import (
+    DatabaseBusy,
+    DatabaseUnavailable,
+    DuplicateValue,
+    InvalidData,
+    MissingReference,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -153,6 +159,10 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(MissingReference)
     async def _missing_reference(error: MissingReference) -> Response:
         return error_response(409, "a resource this request refers to no longer exists")
+
+    @app.errorhandler(DuplicateValue)
+    async def _duplicate_value(error: DuplicateValue) -> Response:
+        return error_response(409, "a value that must be unique is already taken")
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:

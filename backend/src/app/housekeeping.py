@@ -1,5 +1,6 @@
 """Background upkeep of the database while the app serves: rows that no longer count go
-(expired idempotency keys, login attempts older than the failure window).
+(expired idempotency keys, login attempts older than the failure window, revoked tokens
+that have expired anyway).
 
 Each worker runs it; the deletes are small batches, so overlapping runs only cost a little
 contention, which the transaction scope retries.
@@ -30,6 +31,7 @@ async def purge_expired_rows(
     purges: dict[str, Work[int]] = {
         "idempotency_keys": lambda x: daos.idempotency_keys.purge_expired(x, PURGE_BATCH),
         "login_attempts": lambda x: daos.login_attempts.purge_expired(x, window, PURGE_BATCH),
+        "revoked_tokens": lambda x: daos.sessions.purge_expired(x, PURGE_BATCH),
     }
     while True:
         for table, purge in purges.items():

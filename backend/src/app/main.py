@@ -10,9 +10,10 @@ from quart import Quart
 from quart_schema import QuartSchema
 from quart_schema.typing import PydanticDumpOptions
 
-from app.api import auth, health, organizations, spaces, todos
+from app.api import accounts, auth, health, members, organizations, spaces, todos
 from app.api.context import BEARER_SCHEME
 from app.db.database import Database
+from app.deletions import Deletions
 from app.errors import register_error_handlers
 from app.gc_tuning import tune_for_serving
 from app.housekeeping import purge_expired_rows
@@ -42,6 +43,7 @@ def create_app(
     app.extensions["settings"] = settings
     app.extensions["daos"] = daos or Daos.real()
     app.extensions["database"] = database or Database.from_settings(settings)
+    app.extensions["deletions"] = Deletions(app.extensions["database"], app.extensions["daos"])
     QuartSchema(
         app,
         info={"title": "minor-illusion", "version": "1"},
@@ -64,7 +66,16 @@ def create_app(
     register_security_headers(app, settings.hsts_max_age_seconds)
     register_traffic_count(app)
     register_access_log(app)
-    for blueprint in (health.bp, auth.bp, organizations.bp, spaces.bp, todos.bp):
+    blueprints = (
+        health.bp,
+        auth.bp,
+        accounts.bp,
+        organizations.bp,
+        members.bp,
+        spaces.bp,
+        todos.bp,
+    )
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
     @app.before_serving
@@ -76,6 +87,7 @@ def create_app(
         app.extensions["housekeeping"] = asyncio.create_task(
             purge_expired_rows(database, app.extensions["daos"])
         )
+        app.extensions["deletions"].start()
 
     @app.after_serving
     async def _stop() -> None:
@@ -84,6 +96,7 @@ def create_app(
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
+        await app.extensions["deletions"].stop()
         await app.extensions["database"].stop()
 
     return app

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from itertools import repeat
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
 from pydantic import (
@@ -156,6 +156,58 @@ class MemberAdd(RequestModel):
     role: Literal["member", "owner"] = "member"
 
 
+class MemberListQuery(RequestModel):
+    limit: PageSize = DEFAULT_PAGE_SIZE
+    cursor: Cursor | None = None
+
+
+class MemberItem(ResponseModel):
+    """A member as the member list shows them."""
+
+    user_id: uuid.UUID
+    user_name: str
+    role: Literal["owner", "member"]
+    joined_at: datetime
+
+
+class MemberPage(ResponseModel):
+    items: list[MemberItem]
+    next_cursor: str | None
+
+
+class RoleChange(RequestModel):
+    role: Literal["member", "owner"]
+
+
+class OrganizationUpdate(RequestModel):
+    name: ResourceName
+
+
+class SpaceUpdate(RequestModel):
+    name: ResourceName
+
+
+class LogoutRequest(RequestModel):
+    BODY_OPTIONAL: ClassVar[bool] = True
+    """`POST /auth/logout` without a body logs out the token presented."""
+
+    everywhere: StrictBool = Field(
+        default=False, description="refuse every token of the caller issued so far"
+    )
+
+
+CurrentPassword = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class PasswordChange(RequestModel):
+    current_password: CurrentPassword
+    new_password: Password
+
+
+class AccountDeletion(RequestModel):
+    password: CurrentPassword
+
+
 class MemberOut(ResponseModel):
     organization_id: uuid.UUID
     user_id: uuid.UUID
@@ -236,7 +288,9 @@ class TodoOut(ResponseModel):
     content: str
     done: bool
     space_id: uuid.UUID
-    user_id: uuid.UUID
+    user_id: uuid.UUID | None = Field(
+        description="the author; null once they deleted their account"
+    )
     created_at: datetime
     updated_at: datetime
     version: int
@@ -321,6 +375,21 @@ class IdempotencyHeaders(RequestModel):
         WithJsonSchema({"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}),
         Field(
             description="any 1 to 255 visible ASCII characters, new for each new request",
+            json_schema_extra=_without_default,
+        ),
+    ] = None
+
+
+class IfNoneMatchHeaders(RequestModel):
+    """Documented, not validated here: the versions (ETags) the client holds; 304 if current."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    if_none_match: Annotated[
+        str | None,
+        WithJsonSchema({"type": "string"}),
+        Field(
+            description='ETags held, such as "3" (a list, or *): 304 without a body if current',
             json_schema_extra=_without_default,
         ),
     ] = None

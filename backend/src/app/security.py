@@ -185,36 +185,69 @@ def _verify(password_hash: str, password: str, *, legacy: bool) -> bool:
     return matched
 
 
-def issue_token(user_id: uuid.UUID, key: str, ttl_seconds: int) -> str:
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a valid token says: whose it is, its own id, the user's token generation when it
+    was issued (see app.models.sessions), and when it expires."""
+
+    user_id: uuid.UUID
+    token_id: uuid.UUID
+    generation: int
+    expires_at: float
+
+
+def issue_token(user_id: uuid.UUID, key: str, ttl_seconds: int, generation: int = 0) -> str:
+    """A new token; each has its own id (`jti`), so two logins in one second get two tokens
+    that can be logged out one at a time."""
     now = datetime.now(UTC)
-    claims = {"sub": str(user_id), "iat": now, "exp": now + timedelta(seconds=ttl_seconds)}
+    claims = {
+        "sub": str(user_id),
+        "jti": str(uuid.uuid4()),
+        "gen": generation,
+        "iat": now,
+        "exp": now + timedelta(seconds=ttl_seconds),
+    }
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def verify_token(token: str, keys: str | tuple[str, ...]) -> uuid.UUID:
-    """The user id a valid token names; anything else raises InvalidToken.
+def verify_token(token: str, keys: str | tuple[str, ...]) -> TokenClaims:
+    """What a valid token says; anything else raises InvalidToken. Whether it was revoked
+    since is the database's to say (app.models.sessions).
 
     `keys` is the signing key, or the keys accepted during a rotation (`verification_keys`
     of the settings), tried in order. A client sends the same token with every request, so
     a verified token is remembered (with its expiry, checked every time): the signature is
     checked once, not per request.
     """
-    user_id, expires_at = _verified(token, keys)
-    if time.time() >= expires_at:
+    claims = _verified(token, keys)
+    if time.time() >= claims.expires_at:
         raise InvalidToken("ExpiredSignatureError")
-    return user_id
+    return claims
 
 
 @functools.lru_cache(maxsize=4096)
-def _verified(token: str, keys: str | tuple[str, ...]) -> tuple[uuid.UUID, float]:
+def _verified(token: str, keys: str | tuple[str, ...]) -> TokenClaims:
     for key in (keys,) if isinstance(keys, str) else keys:
         try:
             claims = jwt.decode(
-                token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "iat"]}
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "sub", "iat", "jti", "gen"]},
             )
-            return uuid.UUID(claims["sub"]), float(claims["exp"])
+            generation = claims["gen"]
+            if not isinstance(generation, int) or isinstance(generation, bool):
+                raise ValueError("gen must be an integer")
+            if not -(2**31) <= generation < 2**31:
+                raise ValueError("gen out of range")
+            return TokenClaims(
+                uuid.UUID(claims["sub"]),
+                uuid.UUID(claims["jti"]),
+                generation,
+                float(claims["exp"]),
+            )
         except jwt.InvalidSignatureError:
             continue  # PyJWT checks the signature before the claims: try the next key
-        except (jwt.PyJWTError, ValueError, TypeError) as error:
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as error:
             raise InvalidToken(type(error).__name__) from None
     raise InvalidToken("InvalidSignatureError")

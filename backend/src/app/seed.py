@@ -1,8 +1,11 @@
 """Demo data for a new user and the notebooks; running it again changes nothing.
 
-Creates the organization `demo` with an owner (`demo`) and a member (`demo-member`), two
-spaces and a few dozen todos. Passwords are only set when a user is created, or when one is
-given explicitly, so re-running never locks anybody out.
+Creates the organization `demo` with its team: the owner `demo`, the member `demo-member` and
+a few more owners and members (enough for the member list to take several pages and for role
+changes to have someone to act on), two spaces and a few dozen todos. A few of those todos
+were written by `demo-former`, who then deleted the account: they stay in their space, without
+an author (`user_id` null), as any todo of a deleted account does. Passwords are only set when
+a user is created, or when one is given explicitly, so re-running never locks anybody out.
 """
 
 from __future__ import annotations
@@ -23,6 +26,19 @@ log = structlog.get_logger(__name__)
 ORGANIZATION = "demo"
 OWNER = "demo"
 MEMBER = "demo-member"
+TEAM = {
+    OWNER: Role.OWNER,
+    MEMBER: Role.MEMBER,
+    "demo-ada": Role.OWNER,
+    "demo-ben": Role.MEMBER,
+    "demo-chloe": Role.MEMBER,
+    "demo-dev": Role.OWNER,
+    "demo-emil": Role.MEMBER,
+    "demo-fay": Role.MEMBER,
+}
+"""Every member of the demo organization and their role; the first two as before."""
+FORMER_MEMBER = "demo-former"
+"""Writes every sixth todo of a new space, then deletes the account in the same run."""
 SPACES = {
     "Welcome": ["Read the README", "Open the API docs at /docs", "Log in as demo-member"],
     "Groceries": ["Coffee", "Oat milk", "Bread", "Apples", "Pasta", "Tomatoes"],
@@ -41,7 +57,7 @@ async def seed(settings: Settings, password: str | None = None, daos: Daos | Non
         created = await database.run(lambda x: _seed(x, daos, password_hash, not generated))
     finally:
         await database.stop()
-    for name in (OWNER, MEMBER):
+    for name in TEAM:
         if name in created or not generated:
             print(f"demo user {name!r} password: {password}")
         else:
@@ -55,7 +71,7 @@ async def _seed(
     """Create what is missing; return the names of the users created now."""
     created: set[str] = set()
     users: dict[str, uuid.UUID] = {}
-    for name in (OWNER, MEMBER):
+    for name in TEAM:
         user = await daos.users.get_by_name(executor, name)
         if user is None:
             user = await daos.users.create(executor, name, password_hash)
@@ -69,15 +85,20 @@ async def _seed(
     if organization is None:
         organization = await daos.organizations.create_owned(executor, ORGANIZATION, users[OWNER])
         assert organization is not None
-    await daos.memberships.add(executor, organization.id, users[OWNER], Role.OWNER)
-    await daos.memberships.add(executor, organization.id, users[MEMBER], Role.MEMBER)
+    for name, role in TEAM.items():
+        await daos.memberships.add(executor, organization.id, users[name], role)
 
+    former: uuid.UUID | None = None
     for space_name, titles in SPACES.items():
         if await daos.spaces.get_by_name(executor, organization.id, space_name) is not None:
             continue
+        if former is None:
+            former = await _former_member(executor, daos, organization.id, password_hash)
         space = await daos.spaces.create(executor, organization.id, space_name)
         for index in range(TODOS_PER_SPACE):
             author = users[OWNER] if index % 3 else users[MEMBER]
+            if index % 6 == 5:
+                author = former or author
             await daos.todos.create(
                 executor,
                 space_id=space.id,
@@ -86,5 +107,26 @@ async def _seed(
                 content=f"Demo todo {index + 1} in {space_name}.",
                 done=index % 4 == 0,
             )
+    if former:
+        await _delete_account(executor, daos, former)
     log.info("demo data seeded", organization=ORGANIZATION, users_created=sorted(created))
     return created
+
+
+async def _former_member(
+    executor: Executor, daos: Daos, organization_id: uuid.UUID, password_hash: str
+) -> uuid.UUID | None:
+    """A member who writes some todos and leaves; None if somebody else has the name now."""
+    user = await daos.users.create(executor, FORMER_MEMBER, password_hash)
+    if user is None:
+        return None
+    await daos.memberships.add(executor, organization_id, user.id, Role.MEMBER)
+    return user.id
+
+
+async def _delete_account(executor: Executor, daos: Daos, user_id: uuid.UUID) -> None:
+    """What `POST /me/deletion` does, for a user with a handful of todos: the todos stay."""
+    await daos.memberships.remove_all_of(executor, user_id)
+    await daos.users.mark_deleted(executor, user_id)
+    await daos.todos.disown_batch(executor, user_id, len(SPACES) * TODOS_PER_SPACE)
+    await daos.users.purge(executor, user_id)

@@ -83,6 +83,20 @@ class Settings(BaseSettings):
     db_pool_pre_ping: bool = False
     db_max_retries: int = Field(default=30, ge=0, le=100)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    deletion_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="Rows removed per transaction when a deleted organization, space or "
+        "account is cleaned up in the background.",
+    )
+    deletion_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How often each worker looks for deletions left unfinished (by a "
+        "restart or another replica); its own deletions start at once.",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     max_json_depth: int = Field(
         default=32,

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from app.db.database import Database, Work
 from app.db.executor import Executor
-from app.db.failures import DatabaseUnavailable
+from app.db.failures import UNIQUE_VIOLATION, DatabaseUnavailable, DuplicateValue
 from app.db.migrate import head_revision
 from app.models import (
     Daos,
@@ -27,6 +27,7 @@ from app.models import (
     LoginAttemptDAO,
     MembershipDAO,
     OrganizationDAO,
+    RevokedTokenDAO,
     Role,
     SchemaDAO,
     SpaceDAO,
@@ -43,10 +44,12 @@ from app.models.login_attempts import (
 )
 from app.models.organizations import (
     MemberAddRefusal,
+    MemberRow,
     NewMember,
     OrganizationRow,
     OrganizationWithRole,
 )
+from app.models.sessions import Caller
 from app.models.spaces import SpaceRow
 from app.models.todos import TodoAccess, TodoRow
 from app.models.users import UserRow
@@ -76,12 +79,17 @@ T = TypeVar("T")
 @dataclass
 class FakeUser(FakeRow):
     name: str = ""
+    """"" once deleted: the real column is NULL then, which no lookup by name matches."""
     password_hash: str = ""
+    token_generation: int = 0
+    deleted_at: datetime | None = None
 
 
 @dataclass
 class FakeOrganization(FakeRow):
     name: str = ""
+    """"" once deleted, as FakeUser's."""
+    deleted_at: datetime | None = None
 
 
 @dataclass
@@ -95,6 +103,30 @@ class FakeMembership(FakeRow):
 class FakeSpace(FakeRow):
     name: str = ""
     organization_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    deleted_at: datetime | None = None
+
+    def _asdict(self) -> dict[str, Any]:
+        """As the statements return a space: without `deleted_at`."""
+        fields = dataclasses.asdict(self)
+        del fields["deleted_at"]
+        return fields
+
+
+@dataclass
+class FakeMember:
+    """A member as `MembershipDAO.page_visible` answers it."""
+
+    id: uuid.UUID
+    created_at: datetime
+    user_id: uuid.UUID
+    user_name: str
+    role: str
+
+
+@dataclass
+class FakeRevokedToken(FakeRow):
+    user_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    expires_at: datetime = field(default_factory=_now)
 
 
 @dataclass
@@ -104,7 +136,7 @@ class FakeTodo(FakeRow):
     done: bool = False
     version: int = 1
     space_id: uuid.UUID = field(default_factory=uuid.uuid4)
-    user_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    user_id: uuid.UUID | None = field(default_factory=uuid.uuid4)
 
 
 class FakeUserDAO:
@@ -120,16 +152,12 @@ class FakeUserDAO:
 
     @classmethod
     async def get_by_name(cls, executor: Executor, name: str) -> UserRow | None:
-        return next((copy.copy(u) for u in cls.rows.values() if u.name == name), None)
-
-    @classmethod
-    async def exists(cls, executor: Executor, user_id: uuid.UUID) -> bool:
-        return user_id in cls.rows
+        return next((copy.copy(u) for u in cls.rows.values() if u.name == name and name), None)
 
     @classmethod
     async def get(cls, executor: Executor, user_id: uuid.UUID) -> UserRow | None:
         user = cls.rows.get(user_id)
-        return copy.copy(user) if user else None
+        return copy.copy(user) if user and user.deleted_at is None else None
 
     @classmethod
     async def set_password_hash(
@@ -138,6 +166,82 @@ class FakeUserDAO:
         if user_id in cls.rows:
             cls.rows[user_id].password_hash = password_hash
             cls.rows[user_id].updated_at = _now()
+
+    @classmethod
+    async def change_password(
+        cls, executor: Executor, user_id: uuid.UUID, password_hash: str
+    ) -> int | None:
+        user = cls.rows.get(user_id)
+        if user is None or user.deleted_at is not None:
+            return None
+        user.password_hash = password_hash
+        user.token_generation += 1
+        return user.token_generation
+
+    @classmethod
+    async def end_sessions(cls, executor: Executor, user_id: uuid.UUID) -> None:
+        if user_id in cls.rows:
+            cls.rows[user_id].token_generation += 1
+
+    @classmethod
+    async def mark_deleted(cls, executor: Executor, user_id: uuid.UUID) -> bool:
+        user = cls.rows.get(user_id)
+        if user is None or user.deleted_at is not None:
+            return False
+        user.name, user.deleted_at = "", _now()
+        user.token_generation += 1
+        return True
+
+    @classmethod
+    async def deleted(cls, executor: Executor, limit: int) -> list[uuid.UUID]:
+        marked = [u for u in cls.rows.values() if u.deleted_at is not None]
+        return [u.id for u in sorted(marked, key=lambda u: u.deleted_at or _now())][:limit]
+
+    @classmethod
+    async def purge(cls, executor: Executor, user_id: uuid.UUID) -> bool:
+        user = cls.rows.get(user_id)
+        if user is None or user.deleted_at is None:
+            return False
+        del cls.rows[user_id]
+        for todo in FakeTodoDAO.rows.values():
+            if todo.user_id == user_id:
+                todo.user_id = None
+        for store in (FakeMembershipDAO.rows, FakeRevokedTokenDAO.rows):
+            for key in [k for k, row in store.items() if row.user_id == user_id]:
+                del store[key]
+        return True
+
+
+class FakeRevokedTokenDAO:
+    rows: ClassVar[dict[uuid.UUID, FakeRevokedToken]] = {}
+
+    @classmethod
+    async def is_valid(cls, executor: Executor, caller: Caller) -> bool:
+        return _session_valid(caller)
+
+    @classmethod
+    async def revoke(cls, executor: Executor, caller: Caller) -> None:
+        if caller.token_id not in cls.rows and caller.user_id in FakeUserDAO.rows:
+            cls.rows[caller.token_id] = FakeRevokedToken(
+                id=caller.token_id, user_id=caller.user_id, expires_at=caller.expires_at
+            )
+
+    @classmethod
+    async def purge_expired(cls, executor: Executor, batch: int = 1000) -> int:
+        expired = [k for k, r in cls.rows.items() if r.expires_at < _now()][:batch]
+        for key in expired:
+            del cls.rows[key]
+        return len(expired)
+
+
+def _session_valid(caller: Caller) -> bool:
+    user = FakeUserDAO.rows.get(caller.user_id)
+    return (
+        user is not None
+        and user.deleted_at is None
+        and user.token_generation == caller.generation
+        and caller.token_id not in FakeRevokedTokenDAO.rows
+    )
 
 
 class FakeOrganizationDAO:
@@ -156,7 +260,7 @@ class FakeOrganizationDAO:
 
     @classmethod
     async def get_by_name(cls, executor: Executor, name: str) -> OrganizationRow | None:
-        return next((copy.copy(o) for o in cls.rows.values() if o.name == name), None)
+        return next((copy.copy(o) for o in cls.rows.values() if o.name == name and name), None)
 
     @classmethod
     async def get_visible(
@@ -164,7 +268,7 @@ class FakeOrganizationDAO:
     ) -> OrganizationWithRole | None:
         role = await FakeMembershipDAO.role_of(executor, organization_id, user_id)
         organization = cls.rows.get(organization_id)
-        if role is None or organization is None:
+        if role is None or organization is None or organization.deleted_at is not None:
             return None
         return OrganizationWithRole(
             id=organization.id,
@@ -174,10 +278,60 @@ class FakeOrganizationDAO:
         )
 
     @classmethod
+    async def rename(
+        cls, executor: Executor, organization_id: uuid.UUID, user_id: uuid.UUID, name: str
+    ) -> OrganizationWithRole | None:
+        role = await FakeMembershipDAO.role_of(executor, organization_id, user_id)
+        if role is not Role.OWNER:
+            return None
+        if any(o.name == name and o.id != organization_id for o in cls.rows.values()):
+            raise DuplicateValue(UNIQUE_VIOLATION)
+        organization = cls.rows[organization_id]
+        organization.name, organization.updated_at = name, _now()
+        return OrganizationWithRole(organization.id, name, organization.created_at, Role.OWNER)
+
+    @classmethod
+    async def mark_deleted(
+        cls, executor: Executor, organization_id: uuid.UUID, user_id: uuid.UUID | None
+    ) -> bool:
+        organization = cls.rows.get(organization_id)
+        if organization is None or organization.deleted_at is not None:
+            return False
+        if user_id is not None and (
+            await FakeMembershipDAO.role_of(executor, organization_id, user_id) is not Role.OWNER
+        ):
+            return False
+        organization.name, organization.deleted_at = "", _now()
+        return True
+
+    @classmethod
+    async def lock_for_member_change(
+        cls, executor: Executor, organization_id: uuid.UUID, user_id: uuid.UUID
+    ) -> Role | None:
+        return await FakeMembershipDAO.role_of(executor, organization_id, user_id)
+
+    @classmethod
+    async def deleted(cls, executor: Executor, limit: int) -> list[uuid.UUID]:
+        marked = [o for o in cls.rows.values() if o.deleted_at is not None]
+        return [o.id for o in sorted(marked, key=lambda o: o.deleted_at or _now())][:limit]
+
+    @classmethod
+    async def purge(cls, executor: Executor, organization_id: uuid.UUID) -> bool:
+        organization = cls.rows.get(organization_id)
+        if organization is None or organization.deleted_at is None:
+            return False
+        del cls.rows[organization_id]
+        return True
+
+    @classmethod
     async def list_with_roles(
         cls, executor: Executor, user_id: uuid.UUID
     ) -> list[OrganizationWithRole]:
-        memberships = [m for m in FakeMembershipDAO.rows.values() if m.user_id == user_id]
+        memberships = [
+            m
+            for m in FakeMembershipDAO.rows.values()
+            if m.user_id == user_id and _is_live(m.organization_id)
+        ]
         found = [(cls.rows[m.organization_id], m.role) for m in memberships]
         found.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
         return [
@@ -238,10 +392,131 @@ class FakeMembershipDAO:
     async def role_of(
         cls, executor: Executor, organization_id: uuid.UUID, user_id: uuid.UUID
     ) -> Role | None:
+        membership = cls._find(organization_id, user_id)
+        if membership is None or not _is_live(organization_id):
+            return None
+        return Role(membership.role)
+
+    @classmethod
+    def _find(cls, organization_id: uuid.UUID, user_id: uuid.UUID) -> FakeMembership | None:
+        return next(
+            (
+                m
+                for m in cls.rows.values()
+                if m.organization_id == organization_id and m.user_id == user_id
+            ),
+            None,
+        )
+
+    @classmethod
+    def _member(cls, membership: FakeMembership) -> FakeMember:
+        return FakeMember(
+            id=membership.id,
+            created_at=membership.created_at,
+            user_id=membership.user_id,
+            user_name=FakeUserDAO.rows[membership.user_id].name,
+            role=membership.role,
+        )
+
+    @classmethod
+    async def page_visible(
+        cls,
+        executor: Executor,
+        organization_id: uuid.UUID,
+        user_id: uuid.UUID,
+        *,
+        after: Keyset | None,
+        fetch: int,
+    ) -> list[MemberRow]:
+        if await cls.role_of(executor, organization_id, user_id) is None:
+            return []
+        rows = sorted(
+            (m for m in cls.rows.values() if m.organization_id == organization_id),
+            key=lambda m: (m.created_at, m.id),
+        )
+        if after is not None:
+            rows = [m for m in rows if (m.created_at, m.id) > (after.created_at, after.id)]
+        return [cls._member(m) for m in rows[:fetch]]
+
+    @classmethod
+    def _keeps_an_owner(cls, membership: FakeMembership) -> bool:
+        return membership.role != Role.OWNER.value or any(
+            m.organization_id == membership.organization_id
+            and m.user_id != membership.user_id
+            and m.role == Role.OWNER.value
+            for m in cls.rows.values()
+        )
+
+    @classmethod
+    async def change_role(
+        cls, executor: Executor, organization_id: uuid.UUID, member_id: uuid.UUID, role: Role
+    ) -> MemberRow | None:
+        membership = cls._find(organization_id, member_id)
+        if membership is None or (role is not Role.OWNER and not cls._keeps_an_owner(membership)):
+            return None
+        membership.role, membership.updated_at = role.value, _now()
+        return cls._member(membership)
+
+    @classmethod
+    async def remove(
+        cls, executor: Executor, organization_id: uuid.UUID, member_id: uuid.UUID
+    ) -> bool:
+        membership = cls._find(organization_id, member_id)
+        if membership is None or not cls._keeps_an_owner(membership):
+            return False
+        del cls.rows[membership.id]
+        return True
+
+    @classmethod
+    async def is_last_owner(
+        cls, executor: Executor, organization_id: uuid.UUID, member_id: uuid.UUID
+    ) -> bool:
+        membership = cls._find(organization_id, member_id)
+        return membership is not None and not cls._keeps_an_owner(membership)
+
+    @classmethod
+    async def held_alone(cls, executor: Executor, user_id: uuid.UUID) -> list[OrganizationRow]:
+        held = []
         for m in cls.rows.values():
-            if m.organization_id == organization_id and m.user_id == user_id:
-                return Role(m.role)
-        return None
+            others = [
+                o for o in cls.rows.values() if o.organization_id == m.organization_id and o != m
+            ]
+            if (
+                m.user_id == user_id
+                and m.role == Role.OWNER.value
+                and _is_live(m.organization_id)
+                and others
+                and all(o.role != Role.OWNER.value for o in others)
+            ):
+                held.append(copy.copy(FakeOrganizationDAO.rows[m.organization_id]))
+        return sorted(held, key=lambda o: o.name)
+
+    @classmethod
+    async def sole_memberships(cls, executor: Executor, user_id: uuid.UUID) -> list[uuid.UUID]:
+        return [
+            m.organization_id
+            for m in cls.rows.values()
+            if m.user_id == user_id
+            and _is_live(m.organization_id)
+            and not any(
+                o.organization_id == m.organization_id and o.user_id != user_id
+                for o in cls.rows.values()
+            )
+        ]
+
+    @classmethod
+    async def remove_all_of(cls, executor: Executor, user_id: uuid.UUID) -> int:
+        gone = [k for k, m in cls.rows.items() if m.user_id == user_id]
+        for key in gone:
+            del cls.rows[key]
+        return len(gone)
+
+    @classmethod
+    async def purge_batch(cls, executor: Executor, organization_id: uuid.UUID, batch: int) -> int:
+        gone = [k for k, m in cls.rows.items() if m.organization_id == organization_id][:batch]
+        for key in gone:
+            del cls.rows[key]
+        return len(gone)
 
 
 class FakeSpaceDAO:
@@ -266,7 +541,9 @@ class FakeSpaceDAO:
         cls, executor: Executor, space_id: uuid.UUID, user_id: uuid.UUID
     ) -> SpaceRow | None:
         space = cls.rows.get(space_id)
-        if space is None or not _is_member(space.organization_id, user_id):
+        if space is None or space.deleted_at is not None:
+            return None
+        if not _is_member(space.organization_id, user_id):
             return None
         return copy.copy(space)
 
@@ -283,7 +560,8 @@ class FakeSpaceDAO:
         rows = [
             s
             for s in cls.rows.values()
-            if _is_member(s.organization_id, user_id)
+            if s.deleted_at is None
+            and _is_member(s.organization_id, user_id)
             and organization_id in (None, s.organization_id)
         ]
         return list[SpaceRow](_page(rows, after, fetch))
@@ -293,10 +571,60 @@ class FakeSpaceDAO:
         cls, executor: Executor, organization_id: uuid.UUID, name: str
     ) -> SpaceRow | None:
         matches = [
-            s for s in cls.rows.values() if s.organization_id == organization_id and s.name == name
+            s
+            for s in cls.rows.values()
+            if s.organization_id == organization_id and s.name == name and s.deleted_at is None
         ]
         matches.sort(key=lambda s: (s.created_at, s.id))
         return copy.copy(matches[0]) if matches else None
+
+    @classmethod
+    async def rename(
+        cls, executor: Executor, space_id: uuid.UUID, user_id: uuid.UUID, name: str
+    ) -> SpaceRow | None:
+        if await cls.role_in(executor, space_id, user_id) is not Role.OWNER:
+            return None
+        space = cls.rows[space_id]
+        space.name, space.updated_at = name, _now()
+        return copy.copy(space)
+
+    @classmethod
+    async def mark_deleted(
+        cls, executor: Executor, space_id: uuid.UUID, user_id: uuid.UUID
+    ) -> bool:
+        if await cls.role_in(executor, space_id, user_id) is not Role.OWNER:
+            return False
+        cls.rows[space_id].deleted_at = _now()
+        return True
+
+    @classmethod
+    async def role_in(
+        cls, executor: Executor, space_id: uuid.UUID, user_id: uuid.UUID
+    ) -> Role | None:
+        space = cls.rows.get(space_id)
+        if space is None or space.deleted_at is not None:
+            return None
+        return await FakeMembershipDAO.role_of(executor, space.organization_id, user_id)
+
+    @classmethod
+    async def deleted(cls, executor: Executor, limit: int) -> list[uuid.UUID]:
+        marked = [s for s in cls.rows.values() if s.deleted_at is not None]
+        return [s.id for s in sorted(marked, key=lambda s: s.deleted_at or _now())][:limit]
+
+    @classmethod
+    async def purge_batch(cls, executor: Executor, organization_id: uuid.UUID, batch: int) -> int:
+        gone = [k for k, s in cls.rows.items() if s.organization_id == organization_id][:batch]
+        for key in gone:
+            del cls.rows[key]
+        return len(gone)
+
+    @classmethod
+    async def purge(cls, executor: Executor, space_id: uuid.UUID) -> bool:
+        space = cls.rows.get(space_id)
+        if space is None or space.deleted_at is None:
+            return False
+        del cls.rows[space_id]
+        return True
 
 
 class FakeTodoDAO:
@@ -323,21 +651,36 @@ class FakeTodoDAO:
         executor: Executor,
         *,
         space_id: uuid.UUID,
-        user_id: uuid.UUID,
+        caller: Caller,
         title: str,
         content: str,
         done: bool,
     ) -> TodoRow | None:
-        if await FakeSpaceDAO.get_visible(executor, space_id, user_id) is None:
+        if not _session_valid(caller):
+            return None
+        if await FakeSpaceDAO.get_visible(executor, space_id, caller.user_id) is None:
             return None
         return await cls.create(
-            executor, space_id=space_id, user_id=user_id, title=title, content=content, done=done
+            executor,
+            space_id=space_id,
+            user_id=caller.user_id,
+            title=title,
+            content=content,
+            done=done,
         )
 
     @classmethod
     async def get_visible(
-        cls, executor: Executor, todo_id: uuid.UUID, user_id: uuid.UUID
+        cls, executor: Executor, todo_id: uuid.UUID, caller: Caller
     ) -> TodoRow | None:
+        if not _session_valid(caller):
+            return None
+        return await cls._visible(executor, todo_id, caller.user_id)
+
+    @classmethod
+    async def _visible(
+        cls, executor: Executor, todo_id: uuid.UUID, user_id: uuid.UUID
+    ) -> FakeTodo | None:
         todo = cls.rows.get(todo_id)
         if todo is None or await FakeSpaceDAO.get_visible(executor, todo.space_id, user_id) is None:
             return None
@@ -347,19 +690,23 @@ class FakeTodoDAO:
     async def page_visible(
         cls,
         executor: Executor,
-        user_id: uuid.UUID,
+        caller: Caller,
         *,
         space_id: uuid.UUID | None,
         done: bool | None,
         after: Keyset | None,
         fetch: int,
     ) -> list[TodoRow]:
+        if not _session_valid(caller):
+            return []
+        user_id = caller.user_id
         rows = [
             t
             for t in cls.rows.values()
             if space_id in (None, t.space_id)
             and done in (None, t.done)
             and t.space_id in FakeSpaceDAO.rows
+            and FakeSpaceDAO.rows[t.space_id].deleted_at is None
             and _is_member(FakeSpaceDAO.rows[t.space_id].organization_id, user_id)
         ]
         return list[TodoRow](_page(rows, after, fetch))
@@ -368,7 +715,7 @@ class FakeTodoDAO:
     async def access_of(
         cls, executor: Executor, todo_id: uuid.UUID, user_id: uuid.UUID
     ) -> TodoAccess | None:
-        todo = await cls.get_visible(executor, todo_id, user_id)
+        todo = await cls._visible(executor, todo_id, user_id)
         if todo is None:
             return None
         organization_id = FakeSpaceDAO.rows[todo.space_id].organization_id
@@ -381,13 +728,15 @@ class FakeTodoDAO:
         cls,
         executor: Executor,
         todo_id: uuid.UUID,
-        user_id: uuid.UUID,
+        caller: Caller,
         versions: Collection[int] | None,
     ) -> FakeTodo | None:
-        access = await cls.access_of(executor, todo_id, user_id)
+        if not _session_valid(caller):
+            return None
+        access = await cls.access_of(executor, todo_id, caller.user_id)
         if access is None:
             return None
-        if access.author_id != user_id and access.caller_role is not Role.OWNER:
+        if access.author_id != caller.user_id and access.caller_role is not Role.OWNER:
             return None
         if versions is not None and access.version not in versions:
             return None
@@ -398,11 +747,11 @@ class FakeTodoDAO:
         cls,
         executor: Executor,
         todo_id: uuid.UUID,
-        user_id: uuid.UUID,
+        caller: Caller,
         changes: Mapping[str, object],
         versions: Collection[int] | None = None,
     ) -> TodoRow | None:
-        todo = await cls._changeable(executor, todo_id, user_id, versions)
+        todo = await cls._changeable(executor, todo_id, caller, versions)
         if todo is None:
             return None
         for name, value in changes.items():
@@ -416,13 +765,37 @@ class FakeTodoDAO:
         cls,
         executor: Executor,
         todo_id: uuid.UUID,
-        user_id: uuid.UUID,
+        caller: Caller,
         versions: Collection[int] | None = None,
     ) -> bool:
-        if await cls._changeable(executor, todo_id, user_id, versions) is None:
+        if await cls._changeable(executor, todo_id, caller, versions) is None:
             return False
         del cls.rows[todo_id]
         return True
+
+    @classmethod
+    async def purge_batch_of_space(cls, executor: Executor, space_id: uuid.UUID, batch: int) -> int:
+        gone = [k for k, t in cls.rows.items() if t.space_id == space_id][:batch]
+        for key in gone:
+            del cls.rows[key]
+        return len(gone)
+
+    @classmethod
+    async def purge_batch_of_organization(
+        cls, executor: Executor, organization_id: uuid.UUID, batch: int
+    ) -> int:
+        spaces = {s.id for s in FakeSpaceDAO.rows.values() if s.organization_id == organization_id}
+        gone = [k for k, t in cls.rows.items() if t.space_id in spaces][:batch]
+        for key in gone:
+            del cls.rows[key]
+        return len(gone)
+
+    @classmethod
+    async def disown_batch(cls, executor: Executor, user_id: uuid.UUID, batch: int) -> int:
+        todos = [t for t in cls.rows.values() if t.user_id == user_id][:batch]
+        for todo in todos:
+            todo.user_id, todo.version, todo.updated_at = None, todo.version + 1, _now()
+        return len(todos)
 
     @classmethod
     async def count_in_space(cls, executor: Executor, space_id: uuid.UUID) -> int:
@@ -580,8 +953,13 @@ class FakeLoginAttemptDAO:
         return len(expired)
 
 
+def _is_live(organization_id: uuid.UUID) -> bool:
+    organization = FakeOrganizationDAO.rows.get(organization_id)
+    return organization is not None and organization.deleted_at is None
+
+
 def _is_member(organization_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-    return any(
+    return _is_live(organization_id) and any(
         m.organization_id == organization_id and m.user_id == user_id
         for m in FakeMembershipDAO.rows.values()
     )
@@ -612,6 +990,7 @@ FAKE_DAOS = (
     FakeTodoDAO,
     FakeIdempotencyKeyDAO,
     FakeLoginAttemptDAO,
+    FakeRevokedTokenDAO,
 )
 
 
@@ -626,6 +1005,7 @@ def fake_daos() -> Daos:
         todos=cast(type[TodoDAO], FakeTodoDAO),
         idempotency_keys=cast(type[IdempotencyKeyDAO], FakeIdempotencyKeyDAO),
         login_attempts=cast(type[LoginAttemptDAO], FakeLoginAttemptDAO),
+        sessions=cast(type[RevokedTokenDAO], FakeRevokedTokenDAO),
         schema=cast(type[SchemaDAO], FakeSchemaDAO),
     )
 

@@ -23,7 +23,8 @@ async def fetch(
 
 
 async def delete_user(database: Database, user_id: uuid.UUID) -> bool:
-    """Delete a user and, by cascade, their memberships and todos; False if absent."""
+    """Delete a user row at once, past the API (memberships go by cascade, todos lose their
+    author); False if absent."""
     gone = await fetch(database, delete(UserDAO).where(UserDAO.id == user_id).returning(UserDAO.id))
     return bool(gone)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -15,9 +16,11 @@ from quart_schema import document_request, validate_response
 from quart_schema.validation import RequestSchemaValidationError
 
 from app.api.context import (
+    current_caller,
     current_user_id,
     daos,
     document_errors,
+    documents_no_content,
     requires_auth,
     settings,
     transaction,
@@ -33,6 +36,7 @@ from app.models.organizations import OrganizationWithRole
 from app.models.users import UserRow
 from app.schemas import (
     LoginRequest,
+    LogoutRequest,
     MeOut,
     OrganizationRoleOut,
     RegisterRequest,
@@ -78,6 +82,51 @@ async def login() -> TokenOut:
     window, the answer is 429 with `Retry-After` (seconds), and the password is not checked.
     """
     credentials = await _login_request()
+    outcome = await check_credentials(credentials.username, credentials.password)
+    if isinstance(outcome, LoginRefused):
+        raise TooManyRequests(outcome.retry_after_seconds)
+    if outcome is None:
+        raise Unauthorized("incorrect user name or password")
+    return issue(outcome)
+
+
+@bp.post("/auth/logout")
+@document_errors(401, 422)
+@documents_no_content
+@requires_auth
+@json_body(LogoutRequest)
+async def logout(data: LogoutRequest) -> tuple[str, int]:
+    """Refuse the presented token from now on (204); other tokens of the caller stay valid.
+    With `{"everywhere": true}`, every token of the caller issued so far is refused."""
+    caller = current_caller()
+    if data.everywhere:
+        await transaction(
+            lambda x: daos().users.end_sessions(x, caller.user_id), single_statement=True
+        )
+    else:
+        await transaction(lambda x: daos().sessions.revoke(x, caller), single_statement=True)
+    return "", 204
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    """A user whose password was just checked, in the token generation it was checked in."""
+
+    user_id: uuid.UUID
+    generation: int
+
+
+def issue(user: LoggedIn) -> TokenOut:
+    ttl = settings().token_ttl_seconds
+    token = issue_token(user.user_id, settings().signing_key(), ttl, user.generation)
+    return TokenOut(access_token=token, expires_in=ttl)
+
+
+async def check_credentials(name: str, password: str) -> LoggedIn | LoginRefused | None:
+    """Check a password under the login limits: who it belongs to, LoginRefused (429) when
+    the limits say no, None when it is wrong. Every check counts as a login attempt, whether
+    it comes from a login, a password change or an account deletion."""
+    credentials = LoginRequest(username=name, password=password)
     # Shielded: a client that hangs up (Quart then cancels this handler) does not leave its
     # attempt in progress, where it would count against the name and the address as a
     # failure once LOGIN_CHECK_TIMEOUT passes. The attempt is settled as if the client had
@@ -86,23 +135,16 @@ async def login() -> TokenOut:
         _log_in(credentials, client_address(request.remote_addr), _limits())
     )
     try:
-        outcome = await asyncio.shield(logging_in)
+        return await asyncio.shield(logging_in)
     except asyncio.CancelledError:
         logging_in.add_done_callback(_report_unsettled)
         raise
-    if isinstance(outcome, LoginRefused):
-        raise TooManyRequests(outcome.retry_after_seconds)
-    if outcome is None:
-        raise Unauthorized("incorrect user name or password")
-    ttl = settings().token_ttl_seconds
-    token = issue_token(outcome, settings().signing_key(), ttl)
-    return TokenOut(access_token=token, expires_in=ttl)
 
 
 async def _log_in(
     credentials: LoginRequest, address: str, limits: LoginLimits
-) -> uuid.UUID | LoginRefused | None:
-    """Check the limits, then the password, and record the outcome: the user's id if the
+) -> LoggedIn | LoginRefused | None:
+    """Check the limits, then the password, and record the outcome: the user if the
     password was right, None if not."""
     name, password = credentials.username, credentials.password
     attempt = await _on_attempts(lambda x: daos().login_attempts.begin(x, name, address, limits))
@@ -114,14 +156,18 @@ async def _log_in(
         await _on_attempts(lambda x: daos().login_attempts.fail(x, attempt.id))
         record_login_failure("invalid_credentials")
         return None
-    user_id = attempt.user_id
+    user_id, checked_hash = attempt.user_id, attempt.password_hash
     await _on_attempts(lambda x: daos().login_attempts.succeed(x, attempt.id, name))
     if check.new_hash is not None:
         new_hash = check.new_hash
         await transaction(
             lambda x: daos().users.set_password_hash(x, user_id, new_hash), single_statement=True
         )
-    return user_id
+        checked_hash = new_hash
+    user = await transaction(lambda x: daos().users.get(x, user_id), single_statement=True)
+    if user is None or user.password_hash != checked_hash:
+        return None  # deleted, or its password changed, while this one was being checked
+    return LoggedIn(user_id, user.token_generation)
 
 
 def _report_unsettled(logging_in: asyncio.Future[Any]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -18,8 +19,10 @@ from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
 
 from app.db.database import Database, Work
 from app.db.failures import MissingReference
-from app.errors import Forbidden, NotFound, Unauthorized
+from app.deletions import Deletions
+from app.errors import APIError, Unauthorized
 from app.models import Daos
+from app.models.sessions import Caller
 from app.schemas import ErrorOut, NoContent
 from app.security import InvalidToken, verify_token
 from app.settings import Settings
@@ -41,6 +44,11 @@ def daos() -> Daos:
     return cast(Daos, current_app.extensions["daos"])
 
 
+def deletions() -> Deletions:
+    """The worker's background removal of deleted rows: `wake()` it after marking some."""
+    return cast(Deletions, current_app.extensions["deletions"])
+
+
 def database() -> Database:
     return cast(Database, current_app.extensions["database"])
 
@@ -56,37 +64,62 @@ async def transaction(work: Work[T], *, single_statement: bool = False) -> T:
 
 
 def requires_auth(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Refuse the request with 401 unless it carries a valid bearer token.
+    """Refuse the request with 401 unless it carries a valid bearer token that still counts
+    (not logged out, not from before a password change, its user not deleted).
 
-    Also documents the bearer scheme in OpenAPI and marks the route, so a test can prove
-    that every route not meant to be public is protected.
+    Asks the database first, one short statement; the hot routes use
+    `requires_auth_in_statement` instead. Also documents the bearer scheme in OpenAPI and
+    marks the route, so a test can prove that every route not meant to be public is protected.
     """
 
     @wraps(handler)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        g.user_id = _user_id_from_header(request.headers.get("Authorization"))
+        g.caller = _caller_from_header(request.headers.get("Authorization"))
+        await refuse_unless_session_valid()
+        return await handler(*args, **kwargs)
+
+    return _protected(wrapper)
+
+
+def requires_auth_in_statement(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """`requires_auth` for handlers whose statements check the session themselves
+    (`app.models.sessions.session_is_valid` in their WHERE), so a valid request is one round
+    trip. A revoked token finds nothing there: whenever the handler refuses, or finds an empty
+    list (it then calls `refuse_unless_session_valid`), the session is asked, and a token
+    that no longer counts is a 401 rather than a 404, 403 or 412."""
+
+    @wraps(handler)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        g.caller = _caller_from_header(request.headers.get("Authorization"))
         try:
             return await handler(*args, **kwargs)
-        except (NotFound, Forbidden, MissingReference):
-            await refuse_unless_caller_exists()
+        except (APIError, MissingReference) as error:
+            if not isinstance(error, Unauthorized):
+                await refuse_unless_session_valid()
             raise
 
+    return _protected(wrapper)
+
+
+def _protected(wrapper: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     setattr(wrapper, REQUIRES_AUTH_ATTRIBUTE, True)
     return cast(
         Callable[P, Awaitable[R]], security_scheme([{BEARER_SCHEME: []}])(cast(Any, wrapper))
     )
 
 
-async def refuse_unless_caller_exists() -> None:
-    """401 when the token's user has been deleted since it was issued.
+async def refuse_unless_session_valid() -> None:
+    """401 when the caller's token no longer counts: logged out, issued before a password
+    change or a logout everywhere, or its user deleted since it was issued."""
+    caller = current_caller()
+    if not await transaction(lambda x: daos().sessions.is_valid(x, caller), single_statement=True):
+        raise Unauthorized("the token is no longer valid: log in again")
+    g.session_checked = True
 
-    Tokens are checked by signature alone, with no user lookup per request. A deleted user
-    has no memberships left, so whatever such a token asks for is found empty or missing:
-    only then, and for empty lists, is the user looked up.
-    """
-    user_id = current_user_id()
-    if not await transaction(lambda x: daos().users.exists(x, user_id), single_statement=True):
-        raise Unauthorized("the token's user no longer exists")
+
+def session_checked() -> bool:
+    """Whether this request has asked the database that the caller's token still counts."""
+    return bool(g.get("session_checked", False))
 
 
 def document_errors(*statuses: int) -> Callable[[F], F]:
@@ -132,18 +165,28 @@ def json_response(
     return response
 
 
-def current_user_id() -> uuid.UUID:
+def current_caller() -> Caller:
     """The authenticated caller; only valid inside a route decorated with `requires_auth`."""
-    return cast(uuid.UUID, g.user_id)
+    return cast(Caller, g.caller)
 
 
-def _user_id_from_header(header: str | None) -> uuid.UUID:
+def current_user_id() -> uuid.UUID:
+    return current_caller().user_id
+
+
+def _caller_from_header(header: str | None) -> Caller:
     if not header:
         raise Unauthorized("missing bearer token")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("expected 'Authorization: Bearer <token>'")
     try:
-        return verify_token(token.strip(), settings().verification_keys())
+        claims = verify_token(token.strip(), settings().verification_keys())
     except InvalidToken:
         raise Unauthorized("invalid or expired token") from None
+    return Caller(
+        user_id=claims.user_id,
+        token_id=claims.token_id,
+        generation=claims.generation,
+        expires_at=datetime.fromtimestamp(claims.expires_at, UTC),
+    )

@@ -1,4 +1,5 @@
-"""Versions as ETags, and `If-Match` as the versions a change expects.
+"""Versions as ETags: `If-Match` as the versions a change expects, `If-None-Match` as the
+versions a reader already holds.
 
 A todo's `version` grows by one with every change, so `"3"` names one state of it. A client
 sends back what it read (`If-Match: "3"`, or just `3` as API.md allows); a change made
@@ -39,3 +40,24 @@ def expected_versions(if_match: str | None) -> list[int] | None:
         if len(tag) <= len(str(MAX_VERSION)) and int(tag) <= MAX_VERSION:
             versions.append(int(tag))  # larger ones can never match: a 412, as any stale tag
     return versions
+
+
+IF_NONE_MATCH = "If-None-Match"
+
+
+def none_match(if_none_match: str | None, version: int) -> bool:
+    """Whether `If-None-Match` names the current version (or is `*`): the client's copy is
+    current, so the answer is 304. Compared weakly, as RFC 9110 asks for GET; entries that
+    are no version simply match nothing."""
+    if if_none_match is None:
+        return False
+    if if_none_match.strip(OPTIONAL_WHITESPACE) == "*":
+        return True
+    current = str(version)
+    for part in if_none_match.split(","):
+        tag = part.strip(OPTIONAL_WHITESPACE).removeprefix("W/")
+        if len(tag) >= 2 and tag[0] == tag[-1] == '"':
+            tag = tag[1:-1]
+        if tag == current:
+            return True
+    return False

@@ -21,9 +21,16 @@ import orjson
 from pydantic import BaseModel
 from quart import Response, request
 
-from app.api.context import current_user_id, daos, json_response, settings, transaction
+from app.api.context import (
+    current_caller,
+    daos,
+    json_response,
+    session_checked,
+    settings,
+    transaction,
+)
 from app.db.executor import Executor
-from app.errors import Conflict, InvalidInput
+from app.errors import Conflict, InvalidInput, NotFound, Unauthorized
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -44,13 +51,23 @@ class Created:
         return json_response(orjson.dumps(self.body), self.status, self.headers)
 
 
+StillVisible = Callable[[Executor, dict[str, Any]], Awaitable[bool]]
+"""Whether the caller may still see what a stored response shows (its JSON body given)."""
+
+
 async def create_once(
     work: Callable[[Executor], Awaitable[Created]],
     body: BaseModel,
     *,
+    still_visible: StillVisible,
+    gone: str,
     single_statement: bool = False,
 ) -> Created:
     """Run `work` in a transaction; with an Idempotency-Key, at most once per user and key.
+
+    A retry replays the first response only while the caller can still see what it created
+    (`still_visible`); once they have left the organization, or it or the space is deleted,
+    the retry is the 404 (`NotFound(gone)`) any other request of theirs would get.
 
     `single_statement` says that `work` sends one statement: without a key it then runs as
     that statement's own transaction (see `transaction`). With a key it always runs in a
@@ -65,11 +82,17 @@ async def create_once(
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
             "idempotency_key_invalid",
         )
-    user_id = current_user_id()
+    caller = current_caller()
+    user_id = caller.user_id
+    check_session = not session_checked()
     fingerprint = _fingerprint(body)
     ttl = timedelta(seconds=settings().idempotency_ttl_seconds)
 
     async def once(executor: Executor) -> Created:
+        # A replay must not outlive the token: on a route whose statement checks the session
+        # itself (requires_auth_in_statement), check it here, before anything is replayed.
+        if check_session and not await daos().sessions.is_valid(executor, caller):
+            raise Unauthorized("the token is no longer valid: log in again")
         keys = daos().idempotency_keys
         claim = await keys.claim(executor, user_id, key, fingerprint, ttl)
         if claim is not None:
@@ -91,10 +114,11 @@ async def create_once(
             )
         if stored.status_code is None or stored.response_body is None:
             raise Conflict("a request with this Idempotency-Key is still in progress")
+        replayed = json.loads(stored.response_body)
+        if not await still_visible(executor, replayed):
+            raise NotFound(gone)
         headers = json.loads(stored.response_headers or "{}")
-        return Created(
-            json.loads(stored.response_body), {**headers, REPLAYED: "true"}, stored.status_code
-        )
+        return Created(replayed, {**headers, REPLAYED: "true"}, stored.status_code)
 
     return await transaction(once)
 

@@ -1,8 +1,10 @@
-"""Organizations and their members. Non-members get 404 for everything of an organization."""
+"""Organizations: create, list, read, rename, delete. Non-members get 404 for everything of an
+organization; what only owners may do is a 403 for plain members."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from quart import Blueprint, Response, url_for
 from quart_schema import document_headers, document_response, validate_response
@@ -10,23 +12,24 @@ from quart_schema import document_headers, document_response, validate_response
 from app.api.context import (
     current_user_id,
     daos,
+    deletions,
     document_errors,
-    refuse_unless_caller_exists,
+    documents_no_content,
     requires_auth,
     transaction,
 )
 from app.api.idempotency import Created, create_once
 from app.api.validation import json_body
 from app.db.executor import Executor
+from app.db.failures import DuplicateValue
 from app.errors import APIError, Conflict, Forbidden, NotFound
 from app.models import Role
 from app.models.organizations import OrganizationWithRole
 from app.schemas import (
     IdempotencyHeaders,
-    MemberAdd,
-    MemberOut,
     OrganizationCreate,
     OrganizationOut,
+    OrganizationUpdate,
 )
 
 bp = Blueprint("organizations", __name__)
@@ -64,7 +67,16 @@ async def create_organization(data: OrganizationCreate) -> Response:
         location = url_for("organizations.get_organization", organization_id=organization.id)
         return Created(out.model_dump(mode="json"), {"Location": location})
 
-    return (await create_once(create, data)).as_response()
+    async def organization_visible(executor: Executor, organization: dict[str, Any]) -> bool:
+        found = await daos().organizations.get_visible(
+            executor, uuid.UUID(organization["id"]), user_id
+        )
+        return found is not None
+
+    created = await create_once(
+        create, data, still_visible=organization_visible, gone="organization"
+    )
+    return created.as_response()
 
 
 @bp.get("/organizations")
@@ -77,8 +89,6 @@ async def list_organizations() -> list[OrganizationOut]:
     organizations = await transaction(
         lambda x: daos().organizations.list_with_roles(x, user_id), single_statement=True
     )
-    if not organizations:
-        await refuse_unless_caller_exists()
     return [_out(organization) for organization in organizations]
 
 
@@ -97,46 +107,59 @@ async def get_organization(organization_id: uuid.UUID) -> OrganizationOut:
     return _out(organization)
 
 
-@bp.post("/organizations/<uuid:organization_id>/members")
+@bp.patch("/organizations/<uuid:organization_id>")
 @document_errors(401, 403, 404, 409, 422)
-@document_response(MemberOut, 201)
-@document_headers(IdempotencyHeaders)
+@validate_response(OrganizationOut, 200)
 @requires_auth
-@json_body(MemberAdd)
-async def add_member(organization_id: uuid.UUID, data: MemberAdd) -> Response:
-    """Add an existing user to the organization; owners only."""
+@json_body(OrganizationUpdate)
+async def update_organization(
+    organization_id: uuid.UUID, data: OrganizationUpdate
+) -> OrganizationOut:
+    """Rename the organization; owners only."""
     user_id = current_user_id()
-    role = Role(data.role)
 
-    async def add(executor: Executor) -> Created:
-        memberships = daos().memberships
-        member = await memberships.add_by_owner(
-            executor, organization_id, user_id, data.user_name, role
+    async def rename(executor: Executor) -> OrganizationWithRole:
+        organization = await daos().organizations.rename(
+            executor, organization_id, user_id, data.name
         )
-        if member is None:
-            refusal = await memberships.explain_refused_add(
-                executor, organization_id, user_id, data.user_name
-            )
-            raise _refused(refusal.caller_role, refusal.user_exists, refusal.already_member)
-        out = MemberOut(
-            organization_id=member.organization_id,
-            user_id=member.user_id,
-            user_name=member.user_name,
-            role=member.role.value,
-            created_at=member.created_at,
-        )
-        return Created(out.model_dump(mode="json"))
+        if organization is None:
+            raise await owners_only(executor, organization_id, user_id, "rename it")
+        return organization
 
-    return (await create_once(add, data, single_statement=True)).as_response()
+    try:
+        return _out(await transaction(rename))
+    except DuplicateValue:
+        raise Conflict("organization name already taken") from None
 
 
-def _refused(caller_role: Role | None, user_exists: bool, already_member: bool) -> APIError:
-    if caller_role is None:
+@bp.delete("/organizations/<uuid:organization_id>")
+@document_errors(401, 403, 404)
+@documents_no_content
+@requires_auth
+async def delete_organization(organization_id: uuid.UUID) -> tuple[str, int]:
+    """Delete the organization with its members, spaces and todos (204); owners only.
+
+    It is gone for everyone at once; its rows are removed in the background, in batches.
+    """
+    user_id = current_user_id()
+
+    async def delete(executor: Executor) -> None:
+        if not await daos().organizations.mark_deleted(executor, organization_id, user_id):
+            raise await owners_only(executor, organization_id, user_id, "delete it")
+
+    await transaction(delete)
+    deletions().wake()
+    return "", 204
+
+
+async def owners_only(
+    executor: Executor, organization_id: uuid.UUID, user_id: uuid.UUID, what: str
+) -> APIError:
+    """Why an owners-only change of an organization did nothing: 404 for outsiders, 403 for
+    plain members."""
+    role = await daos().memberships.role_of(executor, organization_id, user_id)
+    if role is None:
         return NotFound("organization")
-    if caller_role is not Role.OWNER:
-        return Forbidden("only owners can add members")
-    if not user_exists:
-        return NotFound("user")
-    if already_member:
-        return Conflict("already a member")
-    return Conflict("membership changed meanwhile, try again")
+    if role is not Role.OWNER:
+        return Forbidden(f"only owners of the organization can {what}")
+    return NotFound("organization")  # deleted meanwhile

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from quart import Blueprint, Response, url_for
 from quart_schema import document_headers, document_response, validate_response
@@ -10,17 +11,27 @@ from quart_schema import document_headers, document_response, validate_response
 from app.api.context import (
     current_user_id,
     daos,
+    deletions,
     document_errors,
-    refuse_unless_caller_exists,
+    documents_no_content,
     requires_auth,
     transaction,
 )
 from app.api.idempotency import Created, create_once
 from app.api.validation import json_body, query_args
 from app.db.executor import Executor
-from app.errors import NotFound
+from app.errors import APIError, Forbidden, NotFound
+from app.models import Role
+from app.models.spaces import SpaceRow
 from app.pagination import next_cursor
-from app.schemas import IdempotencyHeaders, SpaceCreate, SpaceListQuery, SpaceOut, SpacePage
+from app.schemas import (
+    IdempotencyHeaders,
+    SpaceCreate,
+    SpaceListQuery,
+    SpaceOut,
+    SpacePage,
+    SpaceUpdate,
+)
 
 bp = Blueprint("spaces", __name__)
 
@@ -46,7 +57,15 @@ async def create_space(data: SpaceCreate) -> Response:
             SpaceOut.model_validate(space).model_dump(mode="json"), {"Location": location}
         )
 
-    return (await create_once(create, data, single_statement=True)).as_response()
+    async def space_visible(executor: Executor, space: dict[str, Any]) -> bool:
+        return (
+            await daos().spaces.get_visible(executor, uuid.UUID(space["id"]), user_id) is not None
+        )
+
+    created = await create_once(
+        create, data, still_visible=space_visible, gone="space", single_statement=True
+    )
+    return created.as_response()
 
 
 @bp.get("/spaces")
@@ -67,8 +86,6 @@ async def list_spaces(query_args: SpaceListQuery) -> SpacePage:
         ),
         single_statement=True,
     )
-    if not rows:
-        await refuse_unless_caller_exists()
     page, cursor = next_cursor(rows, query_args.limit)
     return SpacePage(items=[SpaceOut.model_validate(space) for space in page], next_cursor=cursor)
 
@@ -85,3 +102,54 @@ async def get_space(space_id: uuid.UUID) -> SpaceOut:
     if space is None:
         raise NotFound("space")
     return SpaceOut.model_validate(space)
+
+
+@bp.patch("/spaces/<uuid:space_id>")
+@document_errors(401, 403, 404, 422)
+@validate_response(SpaceOut, 200)
+@requires_auth
+@json_body(SpaceUpdate)
+async def update_space(space_id: uuid.UUID, data: SpaceUpdate) -> SpaceOut:
+    """Rename the space; owners of its organization only."""
+    user_id = current_user_id()
+
+    async def rename(executor: Executor) -> SpaceRow:
+        space = await daos().spaces.rename(executor, space_id, user_id, data.name)
+        if space is None:
+            raise await _owners_only(executor, space_id, user_id, "rename it")
+        return space
+
+    return SpaceOut.model_validate(await transaction(rename))
+
+
+@bp.delete("/spaces/<uuid:space_id>")
+@document_errors(401, 403, 404)
+@documents_no_content
+@requires_auth
+async def delete_space(space_id: uuid.UUID) -> tuple[str, int]:
+    """Delete the space with its todos (204); owners of its organization only.
+
+    It is gone for everyone at once; its todos are removed in the background, in batches.
+    """
+    user_id = current_user_id()
+
+    async def delete(executor: Executor) -> None:
+        if not await daos().spaces.mark_deleted(executor, space_id, user_id):
+            raise await _owners_only(executor, space_id, user_id, "delete it")
+
+    await transaction(delete)
+    deletions().wake()
+    return "", 204
+
+
+async def _owners_only(
+    executor: Executor, space_id: uuid.UUID, user_id: uuid.UUID, what: str
+) -> APIError:
+    """Why an owners-only change of a space did nothing: 404 unless the caller can see it,
+    403 for plain members."""
+    role = await daos().spaces.role_in(executor, space_id, user_id)
+    if role is None:
+        return NotFound("space")
+    if role is not Role.OWNER:
+        return Forbidden("only owners of the organization can " + what)
+    return NotFound("space")  # deleted meanwhile

@@ -40,7 +40,9 @@ async def request_json() -> Any:
 
 def json_body(model: type[M]) -> Callable[[Handler], Handler]:
     """Validate the JSON body into `model`, passed as `data=`. Malformed JSON is a 400; a body
-    that is not JSON, or does not fit, is a 422."""
+    that is not JSON, or does not fit, is a 422. For a model whose `BODY_OPTIONAL` is true,
+    no body at all means the model's defaults."""
+    optional = bool(getattr(model, "BODY_OPTIONAL", False))
 
     def decorator(handler: Handler) -> Handler:
         setattr(handler, QUART_SCHEMA_REQUEST_ATTRIBUTE, (model, DataSource.JSON))
@@ -48,7 +50,10 @@ def json_body(model: type[M]) -> Callable[[Handler], Handler]:
         @wraps(handler)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                data = model.model_validate(await request_json())
+                if optional and not await request.get_data():
+                    data = model.model_validate({})
+                else:
+                    data = model.model_validate(await request_json())
             except ValidationError as error:
                 raise RequestSchemaValidationError(error) from None
             return await handler(*args, data=data, **kwargs)

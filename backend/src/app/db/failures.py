@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 SERIALIZATION_FAILURE = "40001"
 DATA_EXCEPTION_CLASS = "22"
 FOREIGN_KEY_VIOLATION = "23503"
+UNIQUE_VIOLATION = "23505"
 
 # Connection exceptions (08), operator intervention such as shutdown or a cancelled statement
 # (57), and insufficient resources such as too many connections (53): the database cannot
@@ -30,6 +31,10 @@ class InvalidData(Exception):
 
 class MissingReference(Exception):
     """A row the statement refers to is gone (SQLSTATE 23503), e.g. deleted concurrently."""
+
+
+class DuplicateValue(Exception):
+    """A unique value is taken (SQLSTATE 23505), e.g. by a concurrent rename: a 409."""
 
 
 class DatabaseBusy(DatabaseUnavailable):
@@ -84,6 +89,8 @@ def translated(error: DBAPIError | asyncpg.PostgresError) -> Exception:
         return InvalidData(str(sqlstate_of(error)))
     if sqlstate_of(error) == FOREIGN_KEY_VIOLATION:
         return MissingReference(str(sqlstate_of(error)))
+    if sqlstate_of(error) == UNIQUE_VIOLATION:
+        return DuplicateValue(str(sqlstate_of(error)))
     return error
 
 

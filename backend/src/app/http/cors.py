@@ -6,7 +6,7 @@ so browsers keep the same-origin policy. On, an allowed origin gets:
 - preflights (`OPTIONS` with `Access-Control-Request-Method`) answered 204 here, before
   routing, with the methods and request headers the API uses;
 - on every response, `Access-Control-Allow-Origin` naming it and the response headers a
-  client needs to read (ETag for If-Match, Location, Retry-After, X-Request-ID).
+  client needs to read (ETag for If-Match and If-None-Match, Location, Retry-After, X-Request-ID).
 
 Any other origin gets no CORS header at all, so the browser refuses to hand it the response.
 Credentials mode stays off: tokens travel in `Authorization`, never in cookies. Responses
@@ -19,7 +19,9 @@ from quart import Quart, Response, request
 from werkzeug.datastructures import Headers
 
 ALLOWED_METHODS = "GET, HEAD, POST, PATCH, DELETE"
-ALLOWED_HEADERS = "Authorization, Content-Type, If-Match, Idempotency-Key, X-Request-ID"
+ALLOWED_HEADERS = (
+    "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, X-Request-ID"
+)
 EXPOSED_HEADERS = "ETag, Location, Retry-After, X-Request-ID"
 PREFLIGHT_MAX_AGE_SECONDS = 600
 ANY_ORIGIN = "*"

@@ -4,6 +4,7 @@
   so routes mark it with `documents_no_content` and this provider writes it without content.
 - Required bodies: every body this API reads is required (without one the request is a 422),
   but quart-schema leaves `requestBody` optional, which tells clients and fuzzers otherwise.
+  The exceptions say so on their model (`BODY_OPTIONAL`, see app.api.validation.json_body).
 - Malformed and oversized bodies: any operation that reads a body answers 400 to one that is
   not JSON (or not UTF-8) and 413 to one larger than MAX_BODY_BYTES, whatever the route.
 - UUID path parameters: quart-schema documents `<uuid:...>` as any string; any other string
@@ -51,7 +52,8 @@ class Provider(OpenAPIProvider):
         self, model: type[Model], source: DataSource
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         request_body, components = super().build_request_body(model, source)
-        return {**request_body, "required": True}, components
+        required = not getattr(model, "BODY_OPTIONAL", False)
+        return {**request_body, "required": required}, components
 
     def build_path_parameter(self, name: str, converter: BaseConverter) -> dict[str, Any]:
         parameter = super().build_path_parameter(name, converter)

@@ -16,6 +16,7 @@ from app.models.idempotency_keys import IdempotencyKeyDAO
 from app.models.login_attempts import LoginAttemptDAO
 from app.models.organizations import MembershipDAO, OrganizationDAO
 from app.models.schema import SchemaDAO
+from app.models.sessions import RevokedTokenDAO
 from app.models.spaces import SpaceDAO
 from app.models.todos import TodoDAO
 from app.models.users import UserDAO
@@ -28,6 +29,7 @@ __all__ = [
     "LoginAttemptDAO",
     "MembershipDAO",
     "OrganizationDAO",
+    "RevokedTokenDAO",
     "Role",
     "SchemaDAO",
     "SpaceDAO",
@@ -47,6 +49,7 @@ class Daos:
     todos: type[TodoDAO]
     idempotency_keys: type[IdempotencyKeyDAO]
     login_attempts: type[LoginAttemptDAO]
+    sessions: type[RevokedTokenDAO]
     schema: type[SchemaDAO]
 
     @classmethod
@@ -59,5 +62,6 @@ class Daos:
             todos=TodoDAO,
             idempotency_keys=IdempotencyKeyDAO,
             login_attempts=LoginAttemptDAO,
+            sessions=RevokedTokenDAO,
             schema=SchemaDAO,
         )

@@ -74,6 +74,13 @@ def after_cursor(created_at: Column, row_id: Column) -> ColumnElement[bool]:
     )
 
 
+def after_cursor_oldest_first(created_at: Column, row_id: Column) -> ColumnElement[bool]:
+    """Rows strictly newer than the cursor, for pages in the order rows were made."""
+    return tuple_(created_at, row_id) > tuple_(
+        timestamp_parameter("after_created_at"), uuid_parameter("after_id")
+    )
+
+
 def keyset_arguments(after: Keyset | None) -> dict[str, object]:
     """The cursor's parameters for `after_cursor`, or none without a cursor."""
     if after is None:

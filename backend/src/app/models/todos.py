@@ -41,7 +41,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from app.db.executor import Executor, Statement
 from app.models.base import BaseDAO, Role
-from app.models.organizations import MembershipDAO, membership_of
+from app.models.organizations import MembershipDAO, membership_of, organization_is_live
 from app.models.parameters import (
     after_cursor,
     boolean_parameter,
@@ -52,6 +52,7 @@ from app.models.parameters import (
     text_parameter,
     uuid_parameter,
 )
+from app.models.sessions import Caller, session_is_valid
 from app.models.spaces import SpaceDAO
 from app.pagination import Keyset
 
@@ -64,7 +65,7 @@ class TodoRow(Protocol):
     @property
     def space_id(self) -> uuid.UUID: ...
     @property
-    def user_id(self) -> uuid.UUID: ...
+    def user_id(self) -> uuid.UUID | None: ...
     @property
     def title(self) -> str: ...
     @property
@@ -86,7 +87,8 @@ class TodoAccess:
     """What decides whether the caller may change a todo; read only when a change failed."""
 
     version: int
-    author_id: uuid.UUID
+    author_id: uuid.UUID | None
+    """None once the author deleted their account."""
     caller_role: Role
 
 
@@ -112,9 +114,10 @@ class TodoDAO(BaseDAO):
     space_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("spaces.id", ondelete="CASCADE"), nullable=False
     )
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
+    """The author; NULL once they deleted their account (the todo stays with its space)."""
 
     @classmethod
     async def create(
@@ -143,15 +146,15 @@ class TodoDAO(BaseDAO):
         executor: Executor,
         *,
         space_id: uuid.UUID,
-        user_id: uuid.UUID,
+        caller: Caller,
         title: str,
         content: str,
         done: bool,
     ) -> TodoRow | None:
         """Insert a todo if the caller belongs to the space's organization; None otherwise."""
         params = {
+            **caller.parameters(),
             "in_space_id": space_id,
-            "caller_id": user_id,
             "new_title": title,
             "new_content": content,
             "new_done": done,
@@ -160,15 +163,15 @@ class TodoDAO(BaseDAO):
 
     @classmethod
     async def get_visible(
-        cls, executor: Executor, todo_id: uuid.UUID, user_id: uuid.UUID
+        cls, executor: Executor, todo_id: uuid.UUID, caller: Caller
     ) -> TodoRow | None:
-        return await executor.one_or_none(_VISIBLE, {"todo_id": todo_id, "caller_id": user_id})
+        return await executor.one_or_none(_VISIBLE, {**caller.parameters(), "todo_id": todo_id})
 
     @classmethod
     async def page_visible(
         cls,
         executor: Executor,
-        user_id: uuid.UUID,
+        caller: Caller,
         *,
         space_id: uuid.UUID | None,
         done: bool | None,
@@ -181,7 +184,7 @@ class TodoDAO(BaseDAO):
         rows from that space's index, starting at the cursor; the outer query merges them.
         The cost depends on the page size and the number of spaces, never on the table size.
         """
-        params: dict[str, object] = {"caller_id": user_id, "fetch": fetch}
+        params: dict[str, object] = {**caller.parameters(), "fetch": fetch}
         if space_id is not None:
             params["in_space_id"] = space_id
         if done is not None:
@@ -195,7 +198,7 @@ class TodoDAO(BaseDAO):
         cls,
         executor: Executor,
         todo_id: uuid.UUID,
-        user_id: uuid.UUID,
+        caller: Caller,
         changes: Mapping[str, object],
         versions: Collection[int] | None = None,
     ) -> TodoRow | None:
@@ -203,7 +206,7 @@ class TodoDAO(BaseDAO):
         one statement that also checks the caller's right and the expected versions. None
         when nothing matched (see `access_of` for why)."""
         statement = _UPDATES[tuple(sorted(changes)), versions is not None]
-        params: dict[str, object] = {"todo_id": todo_id, "caller_id": user_id}
+        params: dict[str, object] = {**caller.parameters(), "todo_id": todo_id}
         params.update({f"new_{name}": value for name, value in changes.items()})
         if versions is not None:
             params["versions"] = list(versions)
@@ -214,10 +217,10 @@ class TodoDAO(BaseDAO):
         cls,
         executor: Executor,
         todo_id: uuid.UUID,
-        user_id: uuid.UUID,
+        caller: Caller,
         versions: Collection[int] | None = None,
     ) -> bool:
-        params: dict[str, object] = {"todo_id": todo_id, "caller_id": user_id}
+        params: dict[str, object] = {**caller.parameters(), "todo_id": todo_id}
         if versions is not None:
             params["versions"] = list(versions)
         return await executor.one_or_none(_DELETES[versions is not None], params) is not None
@@ -233,6 +236,26 @@ class TodoDAO(BaseDAO):
         return TodoAccess(version=row.version, author_id=row.user_id, caller_role=Role(row.role))
 
     @classmethod
+    async def purge_batch_of_space(cls, executor: Executor, space_id: uuid.UUID, batch: int) -> int:
+        """Remove up to `batch` todos of a deleted space; how many went."""
+        params = {"in_space_id": space_id, "batch": batch}
+        return len(await executor.rows(_PURGE_OF_SPACE, params))
+
+    @classmethod
+    async def purge_batch_of_organization(
+        cls, executor: Executor, organization_id: uuid.UUID, batch: int
+    ) -> int:
+        """Remove up to `batch` todos of a deleted organization's spaces; how many went."""
+        params = {"organization_id": organization_id, "batch": batch}
+        return len(await executor.rows(_PURGE_OF_ORGANIZATION, params))
+
+    @classmethod
+    async def disown_batch(cls, executor: Executor, user_id: uuid.UUID, batch: int) -> int:
+        """Hand up to `batch` todos of a deleted account over to their spaces (author NULL)."""
+        params = {"author_id": user_id, "batch": batch}
+        return len(await executor.rows(_DISOWN, params))
+
+    @classmethod
     async def count_in_space(cls, executor: Executor, space_id: uuid.UUID) -> int:
         row = await executor.one(_COUNT_IN_SPACE, {"in_space_id": space_id})
         return int(row.count)
@@ -242,6 +265,8 @@ TODOS = TodoDAO.__table__.c
 _TODO = uuid_parameter("todo_id")
 _CALLER = uuid_parameter("caller_id")
 _SPACE = uuid_parameter("in_space_id")
+_SPACE_LIVE = SpaceDAO.deleted_at.is_(None)
+_BATCH = integer_parameter("batch")
 _NEW_VALUES: dict[str, BindParameter[Any]] = {
     "title": string_parameter("new_title"),
     "content": text_parameter("new_content"),
@@ -265,14 +290,24 @@ _CREATE_VISIBLE = Statement(
         ["space_id", "user_id", "title", "content", "done"],
         select(
             SpaceDAO.id, _CALLER, _NEW_VALUES["title"], _NEW_VALUES["content"], _NEW_VALUES["done"]
-        ).where(SpaceDAO.id == _SPACE, membership_of(_CALLER, SpaceDAO.organization_id)),
+        ).where(
+            SpaceDAO.id == _SPACE,
+            _SPACE_LIVE,
+            membership_of(_CALLER, SpaceDAO.organization_id),
+            session_is_valid(),
+        ),
     )
     .returning(*TODOS)
 )
 _VISIBLE = Statement(
     select(*TODOS)
     .join(SpaceDAO, SpaceDAO.id == TodoDAO.space_id)
-    .where(TodoDAO.id == _TODO, membership_of(_CALLER, SpaceDAO.organization_id))
+    .where(
+        TodoDAO.id == _TODO,
+        _SPACE_LIVE,
+        membership_of(_CALLER, SpaceDAO.organization_id),
+        session_is_valid(),
+    )
 )
 _ACCESS = Statement(
     select(TodoDAO.version, TodoDAO.user_id, MembershipDAO.role)
@@ -284,7 +319,7 @@ _ACCESS = Statement(
             MembershipDAO.user_id == _CALLER,
         ),
     )
-    .where(TodoDAO.id == _TODO)
+    .where(TodoDAO.id == _TODO, _SPACE_LIVE, organization_is_live(SpaceDAO.organization_id))
 )
 _COUNT_IN_SPACE = Statement(
     select(func.count().label("count")).select_from(TodoDAO).where(TodoDAO.space_id == _SPACE)
@@ -292,7 +327,9 @@ _COUNT_IN_SPACE = Statement(
 
 
 def _page(by_space: bool, by_done: bool, after: bool) -> Statement:
-    spaces = select(SpaceDAO.id).where(membership_of(_CALLER, SpaceDAO.organization_id))
+    spaces = select(SpaceDAO.id).where(
+        _SPACE_LIVE, membership_of(_CALLER, SpaceDAO.organization_id), session_is_valid()
+    )
     if by_space:
         spaces = spaces.where(SpaceDAO.id == _SPACE)
     visible = spaces.subquery("visible_spaces")
@@ -315,12 +352,16 @@ def _page(by_space: bool, by_done: bool, after: bool) -> Statement:
 
 
 def _changeable_by_caller() -> Exists:
-    """EXISTS: the caller is the author or an owner, and a member of the organization."""
+    """EXISTS: the caller is the author or an owner, and a member of the organization, whose
+    space and organization are not deleted; and the caller's token still counts."""
     return exists().where(
         SpaceDAO.id == TodoDAO.space_id,
+        _SPACE_LIVE,
+        organization_is_live(SpaceDAO.organization_id),
         MembershipDAO.organization_id == SpaceDAO.organization_id,
         MembershipDAO.user_id == _CALLER,
         or_(TodoDAO.user_id == _CALLER, MembershipDAO.role == Role.OWNER.value),
+        session_is_valid(),
     )
 
 
@@ -348,6 +389,31 @@ def _delete(by_version: bool) -> Statement:
     stmt = delete(TodoDAO).where(TodoDAO.id == _TODO, _changeable_by_caller()).returning(TodoDAO.id)
     return Statement(stmt.where(_version_in()) if by_version else stmt)
 
+
+_PURGE_OF_SPACE = Statement(
+    delete(TodoDAO)
+    .where(TodoDAO.id.in_(select(TodoDAO.id).where(TodoDAO.space_id == _SPACE).limit(_BATCH)))
+    .returning(TodoDAO.id)
+)
+_PURGE_OF_ORGANIZATION = Statement(
+    delete(TodoDAO)
+    .where(
+        TodoDAO.id.in_(
+            select(TodoDAO.id)
+            .join(SpaceDAO, SpaceDAO.id == TodoDAO.space_id)
+            .where(SpaceDAO.organization_id == uuid_parameter("organization_id"))
+            .limit(_BATCH)
+        )
+    )
+    .returning(TodoDAO.id)
+)
+_author = uuid_parameter("author_id")
+_DISOWN = Statement(
+    update(TodoDAO)
+    .where(TodoDAO.id.in_(select(TodoDAO.id).where(TodoDAO.user_id == _author).limit(_BATCH)))
+    .values(user_id=None, version=TodoDAO.version + 1, updated_at=func.now())
+    .returning(TodoDAO.id)
+)
 
 _PAGES = {shape: _page(*shape) for shape in itertools.product((False, True), repeat=3)}
 """One statement per shape of the page query: by space or not, by `done` or not, a cursor."""

@@ -144,9 +144,11 @@ def fuzzing_document(served: dict[str, Any]) -> dict[str, Any]:
     for method, path in (
         ("get", "/organizations/{organization_id}"),
         ("post", "/organizations/{organization_id}/members"),
+        ("get", "/organizations/{organization_id}/members"),
+        ("patch", "/organizations/{organization_id}"),
     ):
         _parameter_example(document, method, path, "organization_id", Row.ORGANIZATION)
-    for path in ("/todos", "/spaces"):
+    for path in ("/todos", "/spaces", "/organizations/{organization_id}/members"):
         _parameter(document, "get", path, "cursor")["schema"] = {"enum": VALID_CURSORS}
     _body_example(document, "post", "/todos", {"title": "fuzzed", "space_id": Row.SPACE})
     _body_example(document, "patch", "/todos/{todo_id}", {"done": True})

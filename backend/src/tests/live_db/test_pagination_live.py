@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from quart.typing import TestClientProtocol as Client
 from app.db.database import Database
 from app.db.executor import Executor, sent_statements
 from app.models import MembershipDAO, OrganizationDAO, Role, SpaceDAO, TodoDAO
+from app.models.sessions import Caller as Session
 from app.models.spaces import SpaceRow
 from app.models.todos import TodoRow
 from app.pagination import Keyset
@@ -369,8 +370,10 @@ async def _explain_page(
 ) -> str:
     """EXPLAIN of the statement `page_visible` emits, with the parameters it bound."""
     with sent_statements() as captured:
+        # A token just issued to alice: the statement checks it is still valid, too.
+        alice = Session(world.alice.id, uuid.uuid4(), 0, datetime.now(UTC) + timedelta(hours=1))
         page = await TodoDAO.page_visible(
-            executor, world.alice.id, space_id=world.a1, done=done, after=after, fetch=51
+            executor, alice, space_id=world.a1, done=done, after=after, fetch=51
         )
     assert len(page) == 51
     [(statement, parameters)] = captured

@@ -18,10 +18,10 @@ async def test_statements_are_seen_in_order_whatever_the_scope(live_database: Da
     user_id = uuid.uuid4()
 
     with sent_statements() as sent:
-        await live_database.run(lambda x: UserDAO.exists(x, user_id), single_statement=True)
-        await live_database.run(lambda x: UserDAO.exists(x, user_id))
+        await live_database.run(lambda x: UserDAO.get(x, user_id), single_statement=True)
+        await live_database.run(lambda x: UserDAO.get(x, user_id))
     after = len(sent)
-    await live_database.run(lambda x: UserDAO.exists(x, user_id), single_statement=True)
+    await live_database.run(lambda x: UserDAO.get(x, user_id), single_statement=True)
 
     assert len(sent) == after == 2
     assert sent[0][0] == sent[1][0]  # the same prebuilt statement, compiled once

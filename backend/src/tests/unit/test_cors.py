@@ -21,7 +21,14 @@ from tests.unit.assertions import assert_unauthorized, new_caller
 ALLOWED = "https://app.example.com"
 ALSO_ALLOWED = "http://localhost:5173"
 STRANGER = "https://evil.example.com"
-REQUEST_HEADERS = {"Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID"}
+REQUEST_HEADERS = {
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "X-Request-ID",
+}
 EXPOSED_HEADERS = {"ETag", "Location", "Retry-After", "X-Request-ID"}
 
 

@@ -171,6 +171,25 @@ async def test_a_retry_with_the_same_key_replays_the_first_response(
 
 
 @pytest.mark.parametrize("route", ROUTE_PARAMS)
+async def test_a_retry_once_the_organization_is_deleted_is_its_404_not_a_replay(
+    client: QuartClient, route: Route
+) -> None:
+    scene = await _scene(client, route)
+    path, body, key = route.path(scene), route.body(scene), _key()
+    created = await assert_created(await _post(client, scene.owner, path, body, key))
+    organization_id = (
+        created["id"] if route.name == "organizations" else scene.workspace.organization["id"]
+    )
+    deleted = await client.delete(f"/organizations/{organization_id}", headers=scene.owner.headers)
+    assert deleted.status_code == 204
+
+    retry = await _post(client, scene.owner, path, body, key)
+
+    assert retry.status_code == 404, await retry.get_data(as_text=True)
+    assert REPLAYED not in retry.headers
+
+
+@pytest.mark.parametrize("route", ROUTE_PARAMS)
 async def test_the_same_key_with_another_body_is_422_and_creates_nothing(
     client: QuartClient, route: Route
 ) -> None:

@@ -120,9 +120,50 @@ async def test_a_weak_hash_with_a_wrong_password_gets_no_replacement() -> None:
 def test_issue_then_verify_roundtrip() -> None:
     user_id = uuid.uuid4()
 
-    token = issue_token(user_id, TEST_SECRET, 60)
+    token = issue_token(user_id, TEST_SECRET, 60, generation=7)
 
-    assert verify_token(token, TEST_SECRET) == user_id
+    claims = verify_token(token, TEST_SECRET)
+    assert (claims.user_id, claims.generation) == (user_id, 7)
+
+
+def test_two_tokens_issued_in_the_same_second_differ() -> None:
+    user_id = uuid.uuid4()
+
+    first, second = (issue_token(user_id, TEST_SECRET, 60) for _ in range(2))
+
+    assert first != second
+    assert verify_token(first, TEST_SECRET).token_id != verify_token(second, TEST_SECRET).token_id
+
+
+@pytest.mark.parametrize("generation", ["1", 1.5, True, None, 2**40])
+def test_a_token_whose_generation_is_not_a_small_integer_is_refused(generation: object) -> None:
+    now = datetime.now(UTC)
+    claims = {
+        "sub": str(uuid.uuid4()),
+        "jti": str(uuid.uuid4()),
+        "gen": generation,
+        "iat": now,
+        "exp": now + timedelta(seconds=60),
+    }
+
+    with pytest.raises(InvalidToken):
+        verify_token(jwt.encode(claims, TEST_SECRET, algorithm="HS256"), TEST_SECRET)
+
+
+@pytest.mark.parametrize("missing", ["jti", "gen"])
+def test_a_token_without_its_id_or_generation_is_refused(missing: str) -> None:
+    now = datetime.now(UTC)
+    claims = {
+        "sub": str(uuid.uuid4()),
+        "jti": str(uuid.uuid4()),
+        "gen": 0,
+        "iat": now,
+        "exp": now + timedelta(seconds=60),
+    }
+    del claims[missing]
+
+    with pytest.raises(InvalidToken):
+        verify_token(jwt.encode(claims, TEST_SECRET, algorithm="HS256"), TEST_SECRET)
 
 
 def test_an_issued_token_is_hs256_with_sub_and_exp() -> None:
@@ -278,8 +319,8 @@ def test_verify_accepts_a_token_of_any_given_key() -> None:
     user_id = uuid.uuid4()
     keys = (TEST_SECRET, OTHER_SECRET)
 
-    assert verify_token(issue_token(user_id, TEST_SECRET, 60), keys) == user_id
-    assert verify_token(issue_token(user_id, OTHER_SECRET, 60), keys) == user_id
+    assert verify_token(issue_token(user_id, TEST_SECRET, 60), keys).user_id == user_id
+    assert verify_token(issue_token(user_id, OTHER_SECRET, 60), keys).user_id == user_id
 
 
 def test_verify_refuses_a_token_of_a_key_not_given() -> None:

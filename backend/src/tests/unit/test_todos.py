@@ -522,6 +522,8 @@ RESOURCE_OPERATIONS = [
 
 
 def _expected_headers(operation: Operation) -> set[str]:
+    if operation.route == "GET /todos/{todo_id}":
+        return {"if-none-match"}
     if operation.method == "post":
         return IDEMPOTENT
     return CONDITIONAL if operation.method in {"patch", "delete"} else set()
