@@ -68,9 +68,9 @@ def _toml_value(value: object) -> str:
     raise BenchError(f"cannot copy {value!r} from {PROJECT_HYPERCORN_CONFIG}")
 
 
-def serve_command(config: Path, port: int, workers: int) -> list[str]:
-    """`minor-illusion serve` from the virtualenv of this interpreter."""
-    script = Path(sys.executable).parent / "minor-illusion"
+def serve_command(config: Path, port: int, workers: int, script: Path | None = None) -> list[str]:
+    """`minor-illusion serve` from the virtualenv of this interpreter, or `script`."""
+    script = script or Path(sys.executable).parent / "minor-illusion"
     entry = [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
     return [
         *entry,

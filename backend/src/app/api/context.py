@@ -20,8 +20,8 @@ from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
 from app.db.database import Database, Work
 from app.db.failures import MissingReference
 from app.deletions import Deletions
-from app.errors import APIError, Unauthorized
-from app.models import Daos
+from app.errors import APIError, Forbidden, NotFound, Unauthorized
+from app.models import Daos, Role
 from app.models.sessions import Caller
 from app.schemas import ErrorOut, NoContent
 from app.security import InvalidToken, verify_token
@@ -120,6 +120,14 @@ async def refuse_unless_session_valid() -> None:
 def session_checked() -> bool:
     """Whether this request has asked the database that the caller's token still counts."""
     return bool(g.get("session_checked", False))
+
+
+def owners_only(role: Role | None, thing: str, action: str) -> APIError:
+    """Why an owners-only change of `thing` did nothing, from the caller's role in its
+    organization: 404 when they cannot see it (or it went meanwhile), 403 for plain members."""
+    if role is Role.MEMBER:
+        return Forbidden(f"only owners of the organization can {action}")
+    return NotFound(thing)
 
 
 def document_errors(*statuses: int) -> Callable[[F], F]:

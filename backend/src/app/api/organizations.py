@@ -15,6 +15,7 @@ from app.api.context import (
     deletions,
     document_errors,
     documents_no_content,
+    owners_only,
     requires_auth,
     transaction,
 )
@@ -22,7 +23,7 @@ from app.api.idempotency import Created, create_once
 from app.api.validation import json_body
 from app.db.executor import Executor
 from app.db.failures import DuplicateValue
-from app.errors import APIError, Conflict, Forbidden, NotFound
+from app.errors import Conflict, NotFound
 from app.models import Role
 from app.models.organizations import OrganizationWithRole
 from app.schemas import (
@@ -123,7 +124,8 @@ async def update_organization(
             executor, organization_id, user_id, data.name
         )
         if organization is None:
-            raise await owners_only(executor, organization_id, user_id, "rename it")
+            role = await daos().memberships.role_of(executor, organization_id, user_id)
+            raise owners_only(role, "organization", "rename it")
         return organization
 
     try:
@@ -145,21 +147,9 @@ async def delete_organization(organization_id: uuid.UUID) -> tuple[str, int]:
 
     async def delete(executor: Executor) -> None:
         if not await daos().organizations.mark_deleted(executor, organization_id, user_id):
-            raise await owners_only(executor, organization_id, user_id, "delete it")
+            role = await daos().memberships.role_of(executor, organization_id, user_id)
+            raise owners_only(role, "organization", "delete it")
 
     await transaction(delete)
     deletions().wake()
     return "", 204
-
-
-async def owners_only(
-    executor: Executor, organization_id: uuid.UUID, user_id: uuid.UUID, what: str
-) -> APIError:
-    """Why an owners-only change of an organization did nothing: 404 for outsiders, 403 for
-    plain members."""
-    role = await daos().memberships.role_of(executor, organization_id, user_id)
-    if role is None:
-        return NotFound("organization")
-    if role is not Role.OWNER:
-        return Forbidden(f"only owners of the organization can {what}")
-    return NotFound("organization")  # deleted meanwhile

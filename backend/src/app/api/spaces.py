@@ -14,14 +14,14 @@ from app.api.context import (
     deletions,
     document_errors,
     documents_no_content,
+    owners_only,
     requires_auth,
     transaction,
 )
 from app.api.idempotency import Created, create_once
 from app.api.validation import json_body, query_args
 from app.db.executor import Executor
-from app.errors import APIError, Forbidden, NotFound
-from app.models import Role
+from app.errors import NotFound
 from app.models.spaces import SpaceRow
 from app.pagination import next_cursor
 from app.schemas import (
@@ -116,7 +116,8 @@ async def update_space(space_id: uuid.UUID, data: SpaceUpdate) -> SpaceOut:
     async def rename(executor: Executor) -> SpaceRow:
         space = await daos().spaces.rename(executor, space_id, user_id, data.name)
         if space is None:
-            raise await _owners_only(executor, space_id, user_id, "rename it")
+            role = await daos().spaces.role_in(executor, space_id, user_id)
+            raise owners_only(role, "space", "rename it")
         return space
 
     return SpaceOut.model_validate(await transaction(rename))
@@ -135,21 +136,9 @@ async def delete_space(space_id: uuid.UUID) -> tuple[str, int]:
 
     async def delete(executor: Executor) -> None:
         if not await daos().spaces.mark_deleted(executor, space_id, user_id):
-            raise await _owners_only(executor, space_id, user_id, "delete it")
+            role = await daos().spaces.role_in(executor, space_id, user_id)
+            raise owners_only(role, "space", "delete it")
 
     await transaction(delete)
     deletions().wake()
     return "", 204
-
-
-async def _owners_only(
-    executor: Executor, space_id: uuid.UUID, user_id: uuid.UUID, what: str
-) -> APIError:
-    """Why an owners-only change of a space did nothing: 404 unless the caller can see it,
-    403 for plain members."""
-    role = await daos().spaces.role_in(executor, space_id, user_id)
-    if role is None:
-        return NotFound("space")
-    if role is not Role.OWNER:
-        return Forbidden("only owners of the organization can " + what)
-    return NotFound("space")  # deleted meanwhile
