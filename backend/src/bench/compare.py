@@ -91,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("other", type=Path, help="the other checkout's backend/src")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--endpoint", action="append", help="only this one (repeatable), e.g. 'POST /todos'"
+    )
     args = parser.parse_args(argv)
     this = Path(__file__).resolve().parent.parent
     other = args.other.resolve()
@@ -102,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="minor-illusion-compare-") as scratch:
         workdir = Path(scratch)
         try:
-            comparisons = _compare(this, other, workdir, wrk_executable, args.rounds)
+            comparisons = _compare(this, other, workdir, wrk_executable, args.rounds, args.endpoint)
         except BenchError as error:
             print(f"bench.compare: {error}", file=sys.stderr)
             return 1
@@ -113,7 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compare(
-    this: Path, other: Path, workdir: Path, wrk_executable: str, rounds: int
+    this: Path,
+    other: Path,
+    workdir: Path,
+    wrk_executable: str,
+    rounds: int,
+    only: list[str] | None,
 ) -> list[Comparison]:
     config = write_hypercorn_config(workdir / "hypercorn.toml", project_worker_class())
     wrk = Wrk(wrk_executable, workdir)
@@ -126,6 +134,8 @@ def _compare(
         this_service, other_service = services
         comparisons = []
         for endpoint in this_service.loads:
+            if only and endpoint not in only:
+                continue
             _progress(f"{endpoint}: warming up both")
             for service in services:
                 wrk.run(service.loads[endpoint], connections=CONNECTIONS, seconds=WARMUP_SECONDS)

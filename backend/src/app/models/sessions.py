@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
-    ColumnElement,
     DateTime,
+    Exists,
     ForeignKey,
     Index,
-    and_,
     delete,
     exists,
     func,
@@ -98,15 +97,13 @@ _TOKEN = uuid_parameter("caller_token")
 _GENERATION = integer_parameter("caller_generation")
 
 
-def session_is_valid() -> ColumnElement[bool]:
+def session_is_valid() -> Exists:
     """The caller's token still counts (see `RevokedTokenDAO.is_valid`): for the WHERE of a
-    statement that takes `Caller.parameters()`."""
-    return and_(
-        exists().where(
-            UserDAO.id == _CALLER,
-            UserDAO.token_generation == _GENERATION,
-            UserDAO.deleted_at.is_(None),
-        ),
+    statement that takes `Caller.parameters()`. One subquery, planned once per statement."""
+    return exists().where(
+        UserDAO.id == _CALLER,
+        UserDAO.token_generation == _GENERATION,
+        UserDAO.deleted_at.is_(None),
         ~exists().where(RevokedTokenDAO.id == _TOKEN),
     )
 

@@ -36,12 +36,17 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, aliased, mapped_column
 from sqlalchemy.sql.elements import BindParameter
 
 from app.db.executor import Executor, Statement
 from app.models.base import BaseDAO, Role
-from app.models.organizations import MembershipDAO, membership_of, organization_is_live
+from app.models.organizations import (
+    MembershipDAO,
+    OrganizationDAO,
+    membership_of,
+    organization_is_live,
+)
 from app.models.parameters import (
     after_cursor,
     boolean_parameter,
@@ -266,6 +271,7 @@ _TODO = uuid_parameter("todo_id")
 _CALLER = uuid_parameter("caller_id")
 _SPACE = uuid_parameter("in_space_id")
 _SPACE_LIVE = SpaceDAO.deleted_at.is_(None)
+_LIVE_ORGANIZATION = aliased(OrganizationDAO)
 _BATCH = integer_parameter("batch")
 _NEW_VALUES: dict[str, BindParameter[Any]] = {
     "title": string_parameter("new_title"),
@@ -357,7 +363,8 @@ def _changeable_by_caller() -> Exists:
     return exists().where(
         SpaceDAO.id == TodoDAO.space_id,
         _SPACE_LIVE,
-        organization_is_live(SpaceDAO.organization_id),
+        _LIVE_ORGANIZATION.id == SpaceDAO.organization_id,
+        _LIVE_ORGANIZATION.deleted_at.is_(None),
         MembershipDAO.organization_id == SpaceDAO.organization_id,
         MembershipDAO.user_id == _CALLER,
         or_(TodoDAO.user_id == _CALLER, MembershipDAO.role == Role.OWNER.value),
