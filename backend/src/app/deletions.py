@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 import structlog
 
 from app.db.database import Database, Work
+from app.db.executor import Executor
 from app.db.failures import DatabaseUnavailable
 from app.models import Daos
+from app.models.organizations import OrganizationRow
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +97,23 @@ async def purge_account(
         batch,
     )
     await database.run(lambda x: daos.users.purge(x, user_id), single_statement=True)
+
+
+async def mark_account_deleted(
+    executor: Executor, daos: Daos, user_id: uuid.UUID
+) -> list[OrganizationRow]:
+    """Delete an account as far as anyone can see, in the caller's transaction: its
+    memberships go, organizations where it is the only member are marked deleted, its name is
+    freed and its tokens refused; `purge_account` then hands over its todos. Does nothing and
+    returns them when it is the last owner of organizations that others belong to."""
+    held = await daos.memberships.held_alone(executor, user_id)
+    if held:
+        return held
+    for organization_id in await daos.memberships.sole_memberships(executor, user_id):
+        await daos.organizations.mark_deleted(executor, organization_id, None)
+    await daos.memberships.remove_all_of(executor, user_id)
+    await daos.users.mark_deleted(executor, user_id)
+    return []
 
 
 def _of_space(daos: Daos, space_id: uuid.UUID, batch: int) -> Work[int]:

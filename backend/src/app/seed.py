@@ -17,6 +17,7 @@ import structlog
 
 from app.db.database import Database
 from app.db.executor import Executor
+from app.deletions import PurgeReport, mark_account_deleted, purge_account
 from app.models import Daos, Role
 from app.security import hash_password
 from app.settings import Settings
@@ -38,7 +39,7 @@ TEAM = {
 }
 """Every member of the demo organization and their role; the first two as before."""
 FORMER_MEMBER = "demo-former"
-"""Writes every sixth todo of a new space, then deletes the account in the same run."""
+"""Writes every sixth todo of a new space; then its account is deleted as POST /me/deletion does."""
 SPACES = {
     "Welcome": ["Read the README", "Open the API docs at /docs", "Log in as demo-member"],
     "Groceries": ["Coffee", "Oat milk", "Bread", "Apples", "Pasta", "Tomatoes"],
@@ -54,7 +55,10 @@ async def seed(settings: Settings, password: str | None = None, daos: Daos | Non
     password_hash = await hash_password(password)
     await database.start()
     try:
-        created = await database.run(lambda x: _seed(x, daos, password_hash, not generated))
+        created, former = await database.run(lambda x: _seed(x, daos, password_hash, not generated))
+        if former is not None:
+            batch = settings.deletion_batch_size
+            await purge_account(database, daos, former, batch, PurgeReport())
     finally:
         await database.stop()
     for name in TEAM:
@@ -67,8 +71,9 @@ async def seed(settings: Settings, password: str | None = None, daos: Daos | Non
 
 async def _seed(
     executor: Executor, daos: Daos, password_hash: str, reset_passwords: bool
-) -> set[str]:
-    """Create what is missing; return the names of the users created now."""
+) -> tuple[set[str], uuid.UUID | None]:
+    """Create what is missing; return the names of the users created now, and the former
+    member whose account was deleted now (its todos to hand over)."""
     created: set[str] = set()
     users: dict[str, uuid.UUID] = {}
     for name in TEAM:
@@ -107,10 +112,10 @@ async def _seed(
                 content=f"Demo todo {index + 1} in {space_name}.",
                 done=index % 4 == 0,
             )
-    if former:
-        await _delete_account(executor, daos, former)
+    if former is not None:
+        await mark_account_deleted(executor, daos, former)
     log.info("demo data seeded", organization=ORGANIZATION, users_created=sorted(created))
-    return created
+    return created, former
 
 
 async def _former_member(
@@ -122,11 +127,3 @@ async def _former_member(
         return None
     await daos.memberships.add(executor, organization_id, user.id, Role.MEMBER)
     return user.id
-
-
-async def _delete_account(executor: Executor, daos: Daos, user_id: uuid.UUID) -> None:
-    """What `POST /me/deletion` does, for a user with a handful of todos: the todos stay."""
-    await daos.memberships.remove_all_of(executor, user_id)
-    await daos.users.mark_deleted(executor, user_id)
-    await daos.todos.disown_batch(executor, user_id, len(SPACES) * TODOS_PER_SPACE)
-    await daos.users.purge(executor, user_id)

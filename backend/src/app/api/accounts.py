@@ -26,7 +26,7 @@ from app.api.context import (
 )
 from app.api.validation import json_body
 from app.db.executor import Executor
-from app.deletions import PurgeReport, purge_account
+from app.deletions import PurgeReport, mark_account_deleted, purge_account
 from app.errors import Conflict, Forbidden, TooManyRequests, Unauthorized
 from app.http.traffic import password_work
 from app.models.login_attempts import LoginRefused
@@ -86,22 +86,14 @@ async def delete_account(data: AccountDeletion) -> tuple[str, int]:
     """
     user_id = await _confirm_password(data.password)
 
-    async def delete(executor: Executor) -> list[uuid.UUID]:
-        memberships = daos().memberships
-        held = await memberships.held_alone(executor, user_id)
+    async def delete(executor: Executor) -> None:
+        held = await mark_account_deleted(executor, daos(), user_id)
         if held:
             names = ", ".join(repr(organization.name) for organization in held)
             raise Conflict(
                 f"you are the last owner of {names}, which other members belong to: make "
                 "one of them an owner, or delete the organization, then delete the account"
             )
-        alone = await memberships.sole_memberships(executor, user_id)
-        for organization_id in alone:
-            await daos().organizations.mark_deleted(executor, organization_id, None)
-        await memberships.remove_all_of(executor, user_id)
-        if not await daos().users.mark_deleted(executor, user_id):
-            raise Unauthorized("the token is no longer valid: log in again")
-        return alone
 
     await transaction(delete)
     # The todos written elsewhere lose their author now, in bounded batches, rather than
