@@ -112,6 +112,7 @@ async def mark_account_deleted(
     for organization_id in await daos.memberships.sole_memberships(executor, user_id):
         await daos.organizations.mark_deleted(executor, organization_id, None)
     await daos.memberships.remove_all_of(executor, user_id)
+    await daos.sessions.end_all(executor, user_id)
     await daos.users.mark_deleted(executor, user_id)
     return []
 

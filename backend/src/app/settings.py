@@ -19,6 +19,8 @@ SOURCE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = SOURCE_DIR / ".data"
 
 MIN_KEY_LENGTH = 32
+MAX_TOKEN_TTL_SECONDS = 30 * 24 * 3600
+"""The longest `TOKEN_TTL_SECONDS` allowed; a retired token generation is remembered longer."""
 
 # What a browser sends as `Origin`: scheme, host (or [IPv6]) and an optional port, no path.
 _ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$")
@@ -48,7 +50,7 @@ class Settings(BaseSettings):
         default=None,
         description="The key SECRET_KEY replaced: its tokens stay valid until they expire.",
     )
-    token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=MAX_TOKEN_TTL_SECONDS)
     login_max_failures_per_user: int = Field(
         default=5,
         ge=1,

@@ -62,9 +62,13 @@ async def change_password(data: PasswordChange) -> TokenOut:
     the answer carries a new token (as a login does)."""
     user_id = await _confirm_password(data.current_password)
     new_hash = await hash_password(data.new_password)
-    generation = await transaction(
-        lambda x: daos().users.change_password(x, user_id, new_hash), single_statement=True
-    )
+
+    async def change(executor: Executor) -> int | None:
+        if not await daos().users.change_password(executor, user_id, new_hash):
+            return None
+        return await daos().sessions.end_all(executor, user_id)
+
+    generation = await transaction(change)
     if generation is None:
         raise Unauthorized("the token is no longer valid: log in again")
     return issue(LoggedIn(user_id, generation))

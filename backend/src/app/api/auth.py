@@ -100,9 +100,7 @@ async def logout(data: LogoutRequest) -> tuple[str, int]:
     With `{"everywhere": true}`, every token of the caller issued so far is refused."""
     caller = current_caller()
     if data.everywhere:
-        await transaction(
-            lambda x: daos().users.end_sessions(x, caller.user_id), single_statement=True
-        )
+        await transaction(lambda x: daos().sessions.end_all(x, caller.user_id))
     else:
         await transaction(lambda x: daos().sessions.revoke(x, caller), single_statement=True)
     return "", 204

@@ -6,6 +6,7 @@ readable and keeps the app's wiring in one place (`create_app`).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from app.errors import APIError, Forbidden, NotFound, Unauthorized
 from app.models import Daos, Role
 from app.models.sessions import Caller
 from app.schemas import ErrorOut, NoContent
-from app.security import InvalidToken, verify_token
+from app.security import InvalidToken, TokenClaims, verify_token
 from app.settings import Settings
 
 P = ParamSpec("P")
@@ -83,7 +84,7 @@ def requires_auth(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R
 
 def requires_auth_in_statement(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """`requires_auth` for handlers whose statements check the session themselves
-    (`app.models.sessions.session_is_valid` in their WHERE), so a valid request is one round
+    (`app.models.sessions.token_not_revoked` in their WHERE), so a valid request is one round
     trip. A revoked token finds nothing there: whenever the handler refuses, or finds an empty
     list (it then calls `refuse_unless_session_valid`), the session is asked, and a token
     that no longer counts is a 401 rather than a 404, 403 or 412."""
@@ -192,6 +193,13 @@ def _caller_from_header(header: str | None) -> Caller:
         claims = verify_token(token.strip(), settings().verification_keys())
     except InvalidToken:
         raise Unauthorized("invalid or expired token") from None
+    return _caller(claims)
+
+
+@functools.lru_cache(maxsize=4096)
+def _caller(claims: TokenClaims) -> Caller:
+    """One Caller per token, like the verified claims it comes from: a client sends the same
+    token with every request, and a Caller is immutable (its statement parameters included)."""
     return Caller(
         user_id=claims.user_id,
         token_id=claims.token_id,

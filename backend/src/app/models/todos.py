@@ -57,7 +57,7 @@ from app.models.parameters import (
     text_parameter,
     uuid_parameter,
 )
-from app.models.sessions import Caller, session_is_valid
+from app.models.sessions import Caller, token_not_revoked
 from app.models.spaces import SpaceDAO
 from app.pagination import Keyset
 
@@ -300,7 +300,7 @@ _CREATE_VISIBLE = Statement(
             SpaceDAO.id == _SPACE,
             _SPACE_LIVE,
             membership_of(_CALLER, SpaceDAO.organization_id),
-            session_is_valid(),
+            token_not_revoked(),
         ),
     )
     .returning(*TODOS)
@@ -312,7 +312,7 @@ _VISIBLE = Statement(
         TodoDAO.id == _TODO,
         _SPACE_LIVE,
         membership_of(_CALLER, SpaceDAO.organization_id),
-        session_is_valid(),
+        token_not_revoked(),
     )
 )
 _ACCESS = Statement(
@@ -334,7 +334,7 @@ _COUNT_IN_SPACE = Statement(
 
 def _page(by_space: bool, by_done: bool, after: bool) -> Statement:
     spaces = select(SpaceDAO.id).where(
-        _SPACE_LIVE, membership_of(_CALLER, SpaceDAO.organization_id), session_is_valid()
+        _SPACE_LIVE, membership_of(_CALLER, SpaceDAO.organization_id), token_not_revoked()
     )
     if by_space:
         spaces = spaces.where(SpaceDAO.id == _SPACE)
@@ -368,7 +368,7 @@ def _changeable_by_caller() -> Exists:
         MembershipDAO.organization_id == SpaceDAO.organization_id,
         MembershipDAO.user_id == _CALLER,
         or_(TodoDAO.user_id == _CALLER, MembershipDAO.role == Role.OWNER.value),
-        session_is_valid(),
+        token_not_revoked(),
     )
 
 

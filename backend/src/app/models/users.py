@@ -42,7 +42,7 @@ class UserDAO(BaseDAO):
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     token_generation: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     """Every token carries the generation it was issued in; moving it on (logout everywhere, a
-    password change, deletion) refuses every token issued before."""
+    password change, deletion: `RevokedTokenDAO.end_all`) refuses every token issued before."""
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     @classmethod
@@ -73,22 +73,17 @@ class UserDAO(BaseDAO):
     @classmethod
     async def change_password(
         cls, executor: Executor, user_id: uuid.UUID, password_hash: str
-    ) -> int | None:
-        """Store a new password and refuse every token issued so far: the new generation
-        (for the token that replaces them), or None if the user is gone."""
+    ) -> bool:
+        """Store a new password; False if the user is gone. The caller also ends the tokens
+        issued so far (`RevokedTokenDAO.end_all`), in the same transaction."""
         params = {"user_id": user_id, "new_password_hash": password_hash}
-        row = await executor.one_or_none(_CHANGE_PASSWORD, params)
-        return int(row.token_generation) if row is not None else None
-
-    @classmethod
-    async def end_sessions(cls, executor: Executor, user_id: uuid.UUID) -> None:
-        """Refuse every token of the user issued so far (logout everywhere)."""
-        await executor.rows(_END_SESSIONS, {"user_id": user_id})
+        return await executor.one_or_none(_CHANGE_PASSWORD, params) is not None
 
     @classmethod
     async def mark_deleted(cls, executor: Executor, user_id: uuid.UUID) -> bool:
-        """Delete the account as far as anyone can see: name freed, tokens refused. The row
-        stays until `purge` has handed over the todos it wrote."""
+        """Delete the account as far as anyone can see: name freed. The row stays until
+        `purge` has handed over the todos it wrote; its tokens are ended apart
+        (`RevokedTokenDAO.end_all`, first: it asks for a live user)."""
         return await executor.one_or_none(_MARK_DELETED, {"user_id": user_id}) is not None
 
     @classmethod
@@ -119,18 +114,16 @@ _SET_PASSWORD_HASH = Statement(
     .where(UserDAO.id == _USER, _LIVE)
     .values(password_hash=string_parameter("new_password_hash"))
 )
-_next_generation = {"token_generation": UserDAO.token_generation + 1, "updated_at": func.now()}
 _CHANGE_PASSWORD = Statement(
     update(UserDAO)
     .where(UserDAO.id == _USER, _LIVE)
-    .values(password_hash=string_parameter("new_password_hash"), **_next_generation)
-    .returning(UserDAO.token_generation)
+    .values(password_hash=string_parameter("new_password_hash"), updated_at=func.now())
+    .returning(UserDAO.id)
 )
-_END_SESSIONS = Statement(update(UserDAO).where(UserDAO.id == _USER).values(**_next_generation))
 _MARK_DELETED = Statement(
     update(UserDAO)
     .where(UserDAO.id == _USER, _LIVE)
-    .values(name=None, deleted_at=func.now(), **_next_generation)
+    .values(name=None, deleted_at=func.now(), updated_at=func.now())
     .returning(UserDAO.id)
 )
 _DELETED = Statement(
