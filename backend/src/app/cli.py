@@ -15,28 +15,33 @@ import multiprocessing
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import structlog
 from hypercorn.config import Config, Sockets
 from pydantic import ValidationError
-from quart import Quart
 
-from app.db import embedded, migrate
-from app.db.database import Database
-from app.db.failures import DatabaseUnavailable
+from app.db import embedded
 from app.logs import configure_logging
-from app.models import SchemaDAO
 from app.settings import SOURCE_DIR, ConfigError, Settings
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+# The app, SQLAlchemy and Alembic are imported where they are used, not here: with several
+# workers this process only supervises them, and stays small by never loading them.
 
 log = structlog.get_logger("minor_illusion")
 
 APPLICATION_PATH = "app.cli:worker_app()"
+IN_PROCESS_APPLICATION_PATH = "app.main:create_app()"
 DEFAULT_HYPERCORN_CONFIG = SOURCE_DIR / "hypercorn.toml"
 _SHUTDOWN_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 WORKER_STOP_MARGIN_S = 5.0
@@ -58,12 +63,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _database(settings) as url:
             if args.command == "serve":
                 return _serve(args, url, settings)
+            from app.db import migrate
+
             if args.command == "migrate":
                 migrate.upgrade(url, args.revision)
                 log.info("database migrated", revision=args.revision)
                 return 0
             from app.seed import seed
 
+            if not args.no_migrate:
+                migrate.upgrade(url)  # as `serve` does: seeding needs the current schema
             asyncio.run(seed(Settings(), password=args.password))
             return 0
     except ConfigError as error:
@@ -77,7 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="migrate the database, then serve the API")
     serve.add_argument("--host", help="interface to listen on (default from hypercorn.toml)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
-    serve.add_argument("--workers", type=int, help="Hypercorn worker processes (default 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="Hypercorn workers (default 1: served by this process; N > 1: N worker processes)",
+    )
     serve.add_argument(
         "--config",
         type=Path,
@@ -93,11 +106,17 @@ def _parser() -> argparse.ArgumentParser:
     wait.add_argument("--timeout", type=float, default=60.0)
     migrate_cmd = commands.add_parser("migrate", help="apply migrations (alembic upgrade)")
     migrate_cmd.add_argument("revision", nargs="?", default="head")
-    seed = commands.add_parser("seed", help="create the demo data (idempotent)")
+    seed = commands.add_parser(
+        "seed", help="migrate the database, then create the demo data (idempotent)"
+    )
     seed.add_argument(
         "--password",
         default=os.environ.get("DEMO_PASSWORD"),
-        help="password for the demo users (default: $DEMO_PASSWORD, else generated)",
+        help="password for every demo user (default: $DEMO_PASSWORD; else the users created "
+        "now get the one kept in $DATA_DIR/demo_password, made up on first use)",
+    )
+    seed.add_argument(
+        "--no-migrate", action="store_true", help="do not apply migrations before seeding"
     )
     return parser
 
@@ -126,30 +145,73 @@ def _database(settings: Settings) -> Iterator[str]:
 
 
 def _serve(args: argparse.Namespace, url: str, settings: Settings) -> int:
-    from hypercorn.run import run
-
-    if not args.no_migrate:
-        migrate.upgrade(url)
     config = _ServeConfig.from_toml(args.config) if args.config.exists() else _ServeConfig()
     if args.host or args.port:
         host, _, port = config.bind[0].rpartition(":")
         config.bind = [f"{args.host or host}:{args.port or port}"]
     if args.workers is not None:
         config.workers = args.workers
-    config.workers = max(config.workers, 1)  # 0 would run in this process, without signals
+    config.workers = max(config.workers, 1)
     config.root_path = settings.root_path or config.root_path
     # Hypercorn's own messages go through the app's log format instead of a second handler.
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.application_path = APPLICATION_PATH
     if config.worker_class == "uvloop" and importlib.util.find_spec("uvloop") is None:
         config.worker_class = "asyncio"
-    # One malloc arena in the workers (glibc reads this as a process starts): otherwise each
-    # hashing thread keeps an arena of its own holding its last argon2 buffer
-    # (security.ARGON2_MEMORY_KIB) for good; with one, freed buffers go back to the system
-    # (the README's benchmark section has the figures). An operator's own setting wins.
-    os.environ.setdefault("MALLOC_ARENA_MAX", "1")
+    if not args.no_migrate:
+        _migrate(url, in_this_process=config.workers == 1)
     for bind in config.bind:
         log.info("serving", url=f"http://{bind}{config.root_path}/", workers=config.workers)
+    if config.workers == 1:
+        return _serve_in_this_process(config)
+    return _serve_with_worker_processes(config)
+
+
+def _migrate(url: str, *, in_this_process: bool) -> None:
+    """Bring the schema to head before serving. A process that only supervises workers does
+    it in a child process, so Alembic and SQLAlchemy never take up its memory."""
+    if in_this_process:
+        from app.db import migrate
+
+        migrate.upgrade(url)
+        return
+    command = [sys.executable, "-m", "app.cli", "migrate"]
+    migrated = subprocess.run(  # noqa: S603 - this interpreter, this package
+        command, env={**os.environ, "DATABASE_URL": url}, check=False
+    )
+    if migrated.returncode != 0:
+        raise SystemExit("minor-illusion serve: the migrations failed (see above); not serving")
+
+
+def _serve_in_this_process(config: Config) -> int:
+    """One worker is this process: no supervisor beside it holding a second copy of Python.
+
+    Hypercorn serves here when told to run no worker processes, with its own handlers for
+    SIGTERM and SIGINT: the listening sockets close at once, requests in flight finish
+    (within its graceful timeout), then the app shuts down and closes its connections.
+    """
+    from hypercorn.run import run
+
+    from app.malloc_arenas import limit_to_one_arena
+
+    config.workers = 0
+    config.application_path = IN_PROCESS_APPLICATION_PATH
+    limit_to_one_arena()
+    try:
+        run(config)
+    finally:
+        # The event loop took its signal handlers with it: a SIGTERM while the caller stops
+        # the embedded PostgreSQL must still let it finish.
+        exit_cleanly_on_sigterm()
+    return 0
+
+
+def _serve_with_worker_processes(config: Config) -> int:
+    from hypercorn.run import run
+
+    config.application_path = APPLICATION_PATH
+    # One malloc arena in the workers (glibc reads this as a process starts): see
+    # app.malloc_arenas. An operator's own setting wins.
+    os.environ.setdefault("MALLOC_ARENA_MAX", "1")
     with _stop_listening_on_shutdown():
         exit_code = 0 if _stopped_cleanly(run(config)) else 1
     # The caller stops the embedded PostgreSQL next: not while a worker still serves.
@@ -254,6 +316,10 @@ def _stop_listening_on_shutdown() -> Iterator[None]:
 
 async def _wait_for_database(settings: Settings, patience_seconds: float) -> int:
     """Poll the database until it answers, for container entrypoints and orchestration."""
+    from app.db.database import Database
+    from app.db.failures import DatabaseUnavailable
+    from app.models import SchemaDAO
+
     if settings.database_url is None:
         log.info("DATABASE_URL is unset: the embedded database needs no waiting for")
         return 0

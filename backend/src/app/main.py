@@ -20,6 +20,7 @@ from app.housekeeping import purge_expired_rows
 from app.http.access_log import register_access_log
 from app.http.body_limits import register_body_limits
 from app.http.cors import register_cors
+from app.http.docs_page import register_docs_page
 from app.http.json_limits import register_json_limits
 from app.http.metrics import register_metrics
 from app.http.openapi import Provider
@@ -28,6 +29,8 @@ from app.http.traffic import register_traffic_count
 from app.logs import configure_logging
 from app.models import Daos
 from app.settings import Settings
+
+API_TITLE = "minor-illusion"
 
 
 def create_app(
@@ -38,7 +41,8 @@ def create_app(
     """Build the app. Tests pass fake DAOs and an in-memory database; production passes nothing."""
     settings = settings or Settings()
     configure_logging(settings)
-    app = Quart(__name__)
+    # No static folder: the only static files are the docs page's (app.http.docs_page).
+    app = Quart(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["settings"] = settings
     app.extensions["daos"] = daos or Daos.real()
@@ -46,7 +50,7 @@ def create_app(
     app.extensions["deletions"] = Deletions(app.extensions["database"], app.extensions["daos"])
     QuartSchema(
         app,
-        info={"title": "minor-illusion", "version": "1"},
+        info={"title": API_TITLE, "version": "1"},
         security_schemes={
             BEARER_SCHEME: {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}
         },
@@ -54,9 +58,12 @@ def create_app(
         # Models become JSON-ready values in pydantic's Rust serializer, so the JSON encoder
         # never calls back into Python for a UUID or a datetime.
         pydantic_dump_options=cast(PydanticDumpOptions, {"mode": "json"}),
+        # Its pages load their scripts from CDNs and start them inline: /docs is ours.
+        swagger_ui_path=None,
         redoc_ui_path=None,
         scalar_ui_path=None,
     )
+    register_docs_page(app, title=API_TITLE)
     register_error_handlers(app)
     register_json_limits(app, settings.max_json_depth)
     register_metrics(app, settings)

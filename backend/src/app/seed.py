@@ -6,18 +6,24 @@ changes to have someone to act on), two spaces and a few dozen todos. A few of t
 were written by `demo-former`, who then deleted the account: they stay in their space, without
 an author (`user_id` null), as any todo of a deleted account does. Passwords are only set when
 a user is created, or when one is given explicitly, so re-running never locks anybody out.
+
+The demo password is found one way by `seed` and by the notebooks (`demo_password`):
+`DEMO_PASSWORD` (or `seed --password`) when given, else the one kept in the data folder,
+made up by the first `seed` that needed it.
 """
 
 from __future__ import annotations
 
-import secrets
+import os
 import uuid
+from pathlib import Path
 
 import structlog
 
 from app.db.database import Database
 from app.db.executor import Executor
 from app.deletions import PurgeReport, mark_account_deleted, purge_account
+from app.kept_secrets import kept_secret
 from app.models import Daos, Role
 from app.security import hash_password
 from app.settings import Settings
@@ -45,24 +51,41 @@ SPACES = {
     "Groceries": ["Coffee", "Oat milk", "Bread", "Apples", "Pasta", "Tomatoes"],
 }
 TODOS_PER_SPACE = 18
+DEMO_PASSWORD_FILE = "demo_password"  # noqa: S105 - a file name
+"""In the data folder: the demo password when none is given."""
+
+
+def demo_password(data_dir: Path | None = None) -> str:
+    """The demo users' password: `DEMO_PASSWORD`, else the one kept in the data folder (the
+    settings' `DATA_DIR` unless given), which is made up on first use.
+
+    `seed` sets it for the users it creates, and the notebooks log in with it, so both agree
+    without anyone copying a printed password around.
+    """
+    if given := os.environ.get("DEMO_PASSWORD"):
+        return given
+    folder = data_dir if data_dir is not None else Settings().data_dir
+    return kept_secret(folder / DEMO_PASSWORD_FILE, min_length=12, nbytes=12)
 
 
 async def seed(settings: Settings, password: str | None = None, daos: Daos | None = None) -> None:
+    """Create what is missing. With `password` (`--password`, `DEMO_PASSWORD`), every demo
+    user gets it; without, the users created now get the kept one (`demo_password`)."""
     daos = daos or Daos.real()
     database = Database.from_settings(settings)
-    generated = password is None
-    password = password or secrets.token_urlsafe(12)
+    explicit = password is not None
+    password = password if password is not None else demo_password(settings.data_dir)
     password_hash = await hash_password(password)
     await database.start()
     try:
-        created, former = await database.run(lambda x: _seed(x, daos, password_hash, not generated))
+        created, former = await database.run(lambda x: _seed(x, daos, password_hash, explicit))
         if former is not None:
             batch = settings.deletion_batch_size
             await purge_account(database, daos, former, batch, PurgeReport())
     finally:
         await database.stop()
     for name in TEAM:
-        if name in created or not generated:
+        if name in created or explicit:
             print(f"demo user {name!r} password: {password}")
         else:
             print(f"demo user {name!r} exists; password unchanged (pass --password to reset it)")

@@ -11,7 +11,7 @@ One run, from backend/src (`backend/dev python -m bench.load`):
    POST /todos, PATCH /todos/{id} and POST /auth/login with wrk (a warm-up, then a measured
    run each);
 4. checks that logins do not starve reads (GET /todos/{id} alone, then with a second wrk of 4
-   connections logging in alongside) and reads the RSS of the service's workers;
+   connections logging in alongside) and reads the RSS of all the service's processes;
 5. prints a table against the targets and, with `--json PATH`, writes every figure with the
    commit, date, machine and settings (`--json -`: the JSON alone on stdout, the table on
    stderr, so it pipes into jq).
@@ -46,11 +46,12 @@ from bench.processes import (
     LOOPBACK,
     BenchError,
     Child,
+    descendants_of,
     event_loop_of,
     free_port,
-    hypercorn_workers,
     memory_of,
     running,
+    serving_processes,
     wait_until_answering,
     wait_until_idle,
 )
@@ -280,16 +281,14 @@ def _measure_service(
         report.starvation = _starvation(
             wrk, plan, loads["GET /todos/{id}"], loads["POST /auth/login"]
         )
-        report.memory = MemoryCheck(
-            workers=[m for pid in hypercorn_workers(service.pid) if (m := memory_of(pid))],
-            master=memory_of(service.pid),
-        )
+        everything = [service.pid, *descendants_of(service.pid)]
+        report.memory = MemoryCheck([m for pid in everything if (m := memory_of(pid))])
         return _event_loops(service)
 
 
 def _settle(service: Child) -> None:
     """Let the service finish what the previous run left queued before the next one starts."""
-    if not wait_until_idle(hypercorn_workers(service.pid)):
+    if not wait_until_idle(serving_processes(service.pid)):
         _progress("the service is still busy after 30 s; measuring anyway")
 
 
@@ -351,7 +350,7 @@ def _starvation(wrk: Wrk, plan: Plan, reads: Load, logins: Load) -> Starvation:
 
 
 def _event_loops(server: Child) -> str:
-    loops = sorted({event_loop_of(pid) for pid in hypercorn_workers(server.pid)})
+    loops = sorted({event_loop_of(pid) for pid in serving_processes(server.pid)})
     return "+".join(loops) or "unknown"
 
 

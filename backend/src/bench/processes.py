@@ -174,6 +174,12 @@ def command_line(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
+def serving_processes(pid: int) -> list[int]:
+    """The processes that answer requests: Hypercorn's workers, or the service itself when it
+    serves in its own process (one worker)."""
+    return hypercorn_workers(pid) or [pid]
+
+
 def hypercorn_workers(pid: int) -> list[int]:
     """The worker processes of a Hypercorn master: its multiprocessing-spawned children.
 

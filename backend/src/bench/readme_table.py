@@ -93,9 +93,9 @@ def render(runs: Sequence[Run]) -> str:
     if memories:
         rows.append(
             (
-                "worker RSS after the run",
-                _span([m["largest_worker_rss_mb"] for m in memories], lambda v: f"{v:.0f}", " MB"),
-                f"< {memories[0]['target_max_rss_mb']:.0f} MB",
+                "service RSS after the run (all its processes)",
+                _span([m["total_rss_mb"] for m in memories], lambda v: f"{v:.0f}", " MB"),
+                f"< {memories[0]['target_max_total_rss_mb']:.0f} MB",
             )
         )
     dates = sorted({str(run.get("date", "?"))[:10] for run in runs})

@@ -2,9 +2,10 @@
 
 1. Settings: a fixed signing key and a private data folder, so no test touches `.data/`.
 2. Unit: the app on FakeDAOs and a FakeDatabase (no I/O at all), and its test client.
-3. Databases: an embedded PostgreSQL for the whole session (never skipped), and an in-memory
-   CockroachDB from `cockroach demo` when a `cockroach` binary is available (skipped, with the
-   reason, otherwise). `database_url` runs each live test on both; the schema is built with
+3. Databases: an embedded PostgreSQL for the whole session (never skipped), and CockroachDB:
+   the running server TEST_COCKROACH_URL names, else an in-memory one from `cockroach demo`
+   when a `cockroach` binary is available (skipped, with the reason, otherwise).
+   `database_url` runs each live test on both; the schema is built with
    `alembic upgrade head`, so the migrations are what the tests exercise.
 4. Live: the app on the real database and its test client; every app table is emptied after
    each test, so no test sees another's rows.
@@ -98,7 +99,13 @@ def free_port() -> int:
 
 
 def create_database(server_url: str, name: str) -> str:
-    """Create database `name` on the server (dropping a leftover) and return its URL."""
+    """Create database `name` on the server (dropping a leftover) and return its URL.
+
+    Under pytest-xdist the name gets the worker's id, so workers that share a server (one
+    named by TEST_COCKROACH_URL) never drop each other's databases.
+    """
+    if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+        name = f"{name}_{worker}"
     admin = normalise(server_url, "psycopg2")
     connection = psycopg2.connect(
         **admin.translate_connect_args(username="user", database="dbname"), **admin.query
@@ -126,18 +133,54 @@ def postgres_url(embedded_server_url: str) -> str:
     return url
 
 
+TEST_COCKROACH_URL = "TEST_COCKROACH_URL"
+"""A CockroachDB server to test on instead of `cockroach demo`, e.g. the Compose cluster:
+`cockroachdb://root@roach1:26257/defaultdb?sslmode=disable`. The tests create (and drop, if
+left over) their own databases on it (one set per pytest-xdist worker), so one server serves
+one test run at a time."""
+
+
 def cockroach_binary() -> str | None:
     return os.environ.get("COCKROACH_BINARY") or shutil.which("cockroach")
 
 
+def existing_cockroach_server(url: str, timeout: float = 30) -> str:
+    """`url` once the server answers. It was asked for by name: a URL that is not
+    CockroachDB's, or a server that stays unreachable, fails the tests instead of skipping them.
+    The wait covers a cluster that is still starting beside the tests (`docker-compose up`)."""
+    shown = f"{TEST_COCKROACH_URL}={make_url(url).render_as_string(hide_password=True)}"
+    if make_url(url).get_backend_name() != "cockroachdb":
+        raise RuntimeError(f"{shown}: not a CockroachDB URL (cockroachdb://…)")
+    sync = normalise(url, "psycopg2")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg2.connect(
+                **sync.translate_connect_args(username="user", database="dbname"),
+                **sync.query,
+                connect_timeout=2,
+            ).close()
+            return url
+        except psycopg2.OperationalError as error:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{shown} did not answer within {timeout:g} s: {error}".strip()
+                ) from None
+            time.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 def cockroach_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An in-memory CockroachDB from `cockroach demo`, on free ports, for the session."""
+    """CockroachDB for the session: the server TEST_COCKROACH_URL names, or else an in-memory
+    one from `cockroach demo`, on free ports."""
+    if given := os.environ.get(TEST_COCKROACH_URL):
+        yield existing_cockroach_server(given)
+        return
     binary = cockroach_binary()
     if binary is None:
         pytest.skip(
-            "no CockroachDB binary: put `cockroach` on PATH or set COCKROACH_BINARY "
-            "to run the live tests on CockroachDB as well"
+            "no CockroachDB: set TEST_COCKROACH_URL to a running server, or put `cockroach` "
+            "on PATH or set COCKROACH_BINARY, to run the live tests on CockroachDB as well"
         )
     sql_port, http_port = free_port(), free_port()
     log_path = tmp_path_factory.mktemp("cockroach") / "demo.log"

@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import structlog
 
+from app.kept_secrets import kept_secret
 from app.settings import MIN_KEY_LENGTH
 
 log = structlog.get_logger(__name__)
@@ -89,29 +89,7 @@ def _alive(pid: int) -> bool:
 
 
 def development_secret_key(data_dir: Path) -> str:
-    """The signing key for the embedded database, generated once and kept in the data folder.
-
-    Every Hypercorn worker and every restart reads the same key, so a token issued by one
-    worker is accepted by the next. The file appears complete or not at all (written aside,
-    then linked into place), so a concurrent start never reads a partial key; a file left
-    empty or truncated by something else is replaced, as no token can be signed with it.
-    """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / SECRET_KEY_FILE
-    key = path.read_text().strip() if path.exists() else ""
-    if len(key) >= MIN_KEY_LENGTH:
-        return key
-    scratch = data_dir / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(secrets.token_urlsafe(48))
-    try:
-        if path.exists():
-            os.replace(scratch, path)
-        else:
-            os.link(scratch, path)  # fails if another process linked its key first: use that
-    except FileExistsError:
-        pass
-    finally:
-        scratch.unlink(missing_ok=True)
-    return path.read_text().strip()
+    """The signing key for the embedded database, generated once and kept in the data folder:
+    every Hypercorn worker and every restart reads the same key, so a token issued by one
+    worker is accepted by the next."""
+    return kept_secret(data_dir / SECRET_KEY_FILE, min_length=MIN_KEY_LENGTH, nbytes=48)

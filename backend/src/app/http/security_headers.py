@@ -2,10 +2,11 @@
 
 The API only ever answers JSON, so its Content-Security-Policy allows nothing at all: a
 response that a browser is somehow tricked into rendering can run no script, load nothing and
-cannot be framed. The one HTML page, the Swagger UI at `/docs`, gets a policy that allows
-exactly its assets: the two CDN files quart-schema links, its inline start-up script by hash
-(computed from the page itself, so it follows whatever the template renders), and requests to
-this origin for "Try it out".
+cannot be framed. The one HTML page, the Swagger UI at `/docs` (app.http.docs_page), sets its
+own policy: scripts, styles and images from this origin only (no inline script or style: the
+UI sets its inline styles through the DOM, which a policy does not restrict; images also from
+`data:` URLs, which its stylesheet uses for its icons), and requests to this origin for
+"Try it out".
 
 `Cache-Control: no-store` is the default because almost every response is one caller's data
 and a shared cache must never keep it; a handler that sets its own Cache-Control keeps it.
@@ -18,27 +19,22 @@ app.http.access_log for why), so per response it scans a few header names and ap
 
 from __future__ import annotations
 
-import base64
-import functools
-import hashlib
-import re
-from collections.abc import Awaitable, Callable, Iterable
-from typing import cast
-from urllib.parse import urlsplit
+from collections.abc import Iterable
 
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, HTTPScope
-from quart import Quart, Response
+from quart import Quart
 
 from app.http.middleware import ASGIApp, HTTPMiddleware, wrap
 
 API_CONTENT_SECURITY_POLICY = (
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 NO_STORE = "no-store"
-DOCS_ENDPOINT = "swagger_ui"
-"""quart-schema's endpoint for the Swagger UI page."""
-
-_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 _CSP = b"content-security-policy"
 _CACHE_CONTROL = b"cache-control"
 
@@ -81,59 +77,5 @@ class SecurityHeaders(HTTPMiddleware):
 
 
 def register_security_headers(app: Quart, hsts_max_age_seconds: int = 0) -> None:
-    """Add the headers to every response of `app`; call after QuartSchema (the docs page's
-    policy names its asset URLs)."""
-    _give_the_docs_page_its_policy(app)
+    """Add the headers to every response of `app`."""
     wrap(app, lambda inner: SecurityHeaders(inner, hsts_max_age_seconds))
-
-
-def _give_the_docs_page_its_policy(app: Quart) -> None:
-    view = app.view_functions.get(DOCS_ENDPOINT)
-    if view is None:
-        return
-    template = _docs_policy_template(app)
-
-    @functools.wraps(view)  # keeps quart-schema's marks: the page stays out of the OpenAPI
-    async def docs_page() -> Response:
-        page = await cast(Callable[[], Awaitable[str]], view)()  # quart-schema renders it
-        policy = template.format(script_hashes=" ".join(_script_hashes(page.encode())))
-        return Response(
-            page,
-            content_type="text/html; charset=utf-8",
-            headers={"Content-Security-Policy": policy},
-        )
-
-    app.view_functions[DOCS_ENDPOINT] = docs_page
-
-
-def _docs_policy_template(app: Quart) -> str:
-    """The Swagger UI page's policy, with `{script_hashes}` left for its inline script."""
-    script = _source(app.config.get("QUART_SCHEMA_SWAGGER_JS_URL"))
-    style = _source(app.config.get("QUART_SCHEMA_SWAGGER_CSS_URL"))
-    return (
-        "default-src 'none'; "
-        f"script-src {script} {{script_hashes}}; "
-        # Swagger UI styles some elements inline; styles cannot run code.
-        f"style-src {style} 'unsafe-inline'; "
-        "img-src 'self' data:; "
-        "connect-src 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-    )
-
-
-def _source(url: object) -> str:
-    """A CSP source for one asset URL: the URL itself (a path-exact source), or `'self'` for a
-    relative one."""
-    if not isinstance(url, str) or not url:
-        return "'self'"
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.netloc:
-        return "'self'"
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def _script_hashes(html: bytes) -> list[str]:
-    return [
-        "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode("ascii") + "'"
-        for script in _INLINE_SCRIPT.findall(html)
-    ]

@@ -1,92 +1,33 @@
-"""docker-compose.yml and the Dockerfiles, checked the way Compose itself reads them.
+"""docker-compose.yml, checked the way Compose itself reads it.
 
 No Docker engine is needed: `docker-compose config` validates and resolves the file, and the
 tests assert the wiring the README promises (cluster, one-shot init and migration, health
-checks, what is published to the host).
+checks, what is published to the host). The development override has its own tests
+(test_compose_override.py), the backend's Dockerfile too (test_dockerfile.py).
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[4]
-COMPOSE_FILE = REPO / "docker-compose.yml"
-NODES = ("roach1", "roach2", "roach3")
-
-
-def compose_command() -> list[str] | None:
-    """`docker-compose` (v1, Debian's package), else the `docker compose` plugin (v2)."""
-    if binary := shutil.which("docker-compose"):
-        return [binary]
-    docker = shutil.which("docker")
-    if (
-        docker
-        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
-    ):
-        return [docker, "compose"]
-    return None
+from tests.deploy.compose_files import (
+    COMPOSE_FILE,
+    NODES,
+    bind_mount,
+    command_text,
+    compose_config,
+    depends,
+    published_ports,
+    services,
+)
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    command = compose_command()
-    if command is None:
-        pytest.skip("neither docker-compose (Debian package) nor `docker compose` is installed")
-    result = subprocess.run(
-        [*command, "-f", str(COMPOSE_FILE), "config"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        env={"PATH": "/usr/bin:/bin"},  # no SECRET_KEY etc.: the defaults must resolve
-    )
-    assert result.returncode == 0, result.stderr
-    parsed = yaml.safe_load(result.stdout)
-    assert isinstance(parsed, dict)
-    return parsed
-
-
-def services(compose: dict[str, Any]) -> dict[str, Any]:
-    return compose["services"]  # type: ignore[no-any-return]
-
-
-def depends(service: dict[str, Any]) -> dict[str, str]:
-    """depends_on as {service: condition}, whichever syntax the file used."""
-    raw = service.get("depends_on", {})
-    if isinstance(raw, list):
-        return dict.fromkeys(raw, "service_started")
-    return {name: spec.get("condition", "service_started") for name, spec in raw.items()}
-
-
-def published_ports(service: dict[str, Any]) -> set[int]:
-    ports = set()
-    for port in service.get("ports", []):
-        if isinstance(port, dict):
-            ports.add(int(port["target"]))
-        else:
-            ports.add(int(str(port).split(":")[-1].split("/")[0]))
-    return ports
-
-
-def bind_mount(volume: str | dict[str, Any]) -> tuple[str, str, bool]:
-    """(source relative to the repository, target, read-only) in either Compose syntax."""
-    if isinstance(volume, dict):
-        source, target, read_only = volume["source"], volume["target"], volume.get("read_only")
-    else:
-        source, target, *mode = volume.split(":")
-        read_only = mode == ["ro"]
-    return Path(source).relative_to(REPO).as_posix(), target, bool(read_only)
-
-
-def command_text(service: dict[str, Any]) -> str:
-    command = service.get("command", "")
-    return " ".join(command) if isinstance(command, list) else str(command)
+    """docker-compose.yml alone: the production stack, without the development override."""
+    return compose_config(COMPOSE_FILE)
 
 
 def test_the_stack_has_every_service(compose: dict[str, Any]) -> None:
@@ -143,7 +84,6 @@ def test_backend_serves_with_a_readiness_healthcheck(compose: dict[str, Any]) ->
     assert "/readyz" in " ".join(backend["healthcheck"]["test"])
     assert backend["environment"]["DATABASE_URL"].startswith("cockroachdb://")
     assert len(backend["environment"]["SECRET_KEY"]) >= 32
-    assert (REPO / "backend" / "Dockerfile").exists()
 
 
 def test_jupyter_mounts_notebooks_and_backend_code(compose: dict[str, Any]) -> None:
@@ -155,15 +95,3 @@ def test_jupyter_mounts_notebooks_and_backend_code(compose: dict[str, Any]) -> N
     assert jupyter["environment"]["API_URL"] == "http://backend:8000"
     assert jupyter["environment"]["DATABASE_URL"].startswith("cockroachdb://")
     assert depends(jupyter)["backend"] == "service_healthy"
-
-
-def test_backend_dockerfile_runs_unprivileged_under_tini_with_a_healthcheck() -> None:
-    dockerfile = (REPO / "backend" / "Dockerfile").read_text()
-    runtime = dockerfile.split(" AS runtime", 1)[1]
-
-    assert "USER app" in runtime
-    assert 'ENTRYPOINT ["/usr/bin/tini", "--", "docker-entrypoint.sh"]' in runtime
-    assert "HEALTHCHECK" in runtime
-    assert "/healthz" in runtime
-    assert "poetry install --only main" in dockerfile
-    assert "poetry" not in runtime.lower(), "Poetry belongs to the build stage only"

@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from app.db.embedded import POSTGRES_DIR, SECRET_KEY_FILE
-from tests.conftest import free_port, wait_for_http
+from app.seed import DEMO_PASSWORD_FILE, OWNER, demo_password
+from tests.conftest import environment, free_port, wait_for_http
 
 pytestmark = pytest.mark.live_db
 
@@ -111,6 +112,29 @@ def assert_postgres_stopped(data_dir: Path, pid: int) -> None:
         time.sleep(0.1)
     assert not is_alive(pid), "the embedded PostgreSQL was left running"
     assert postmaster_pid(data_dir) is None
+
+
+def test_seed_migrates_a_new_database_and_keeps_the_password_the_notebooks_read(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    data_dir = tmp_path / "data"
+    env = cli_env(data_dir)
+    env.pop("DEMO_PASSWORD", None)
+
+    seeded = run_cli("seed", env=env)  # never migrated: seed brings the schema to head first
+    assert seeded.returncode == 0, seeded.stderr
+    kept = data_dir / DEMO_PASSWORD_FILE
+    assert kept.stat().st_mode & 0o777 == 0o600
+    with environment(DEMO_PASSWORD=None):
+        password = demo_password(data_dir)
+    assert f"demo user {OWNER!r} password: {password}" in seeded.stdout
+
+    server = Server(data_dir, tmp_path / "serve.log", "--no-migrate")
+    servers.append(server)
+    server.wait_until_healthy()
+    assert server.client.get("/readyz").status_code == 200  # the schema is at head
+    login = server.client.post("/auth/login", json={"username": OWNER, "password": password})
+    assert login.status_code == 200, login.text
 
 
 def test_embedded_lifecycle(tmp_path: Path, servers: list[Server]) -> None:

@@ -54,6 +54,9 @@ TRICKLE_S = (2.0, 2.4, 2.8, 3.2, 3.6, 4.0)
 ends. Staggered, so that with several workers one of them has drained while another still
 serves: that is when Hypercorn's master sends SIGTERM to the others (see app.cli.worker_app)."""
 LOGINS = 12
+REFUSED_WITHIN_S = 2.0
+"""From SIGTERM until new connections are refused: at once, but on a busy machine (the test
+files run in parallel) the processes that close the listening sockets wait for a core."""
 SETTLE_S = 0.5
 """After every slow request has started sending its body, before SIGTERM: every connection
 is accepted by then."""
@@ -74,6 +77,7 @@ class Served:
     data_dir: Path
     port: int
     log: Path
+    workers: int
 
     @property
     def base_url(self) -> str:
@@ -112,23 +116,45 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
     _log_disconnections(data_dir)
     port = free_port()
     log = scratch / "serve.log"
-    workers = str(getattr(request, "param", 1))
+    workers = int(getattr(request, "param", 1))
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", workers],
+            [
+                *(sys.executable, "-m", "app.cli", "serve"),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
             cwd=SOURCE_DIR,
             env={**cli_env(data_dir), "LOG_LEVEL": "INFO", **NO_LOGIN_THROTTLING},
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a group of its own, which the test may signal whole
         )
-    served = Served(process, data_dir, port, log)
+    served = Served(process, data_dir, port, log, workers)
     try:
         wait_for_http(process, served.base_url, "/readyz", log)
         yield served
     finally:
         _kill_group(process, data_dir)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _python_children(pid: int) -> list[str]:
+    """The command lines of the Python processes `pid` started (Hypercorn's workers and
+    multiprocessing's helper; the embedded PostgreSQL is not its child but pg_ctl's)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        if parent == pid and "python" in command and "resource_tracker" not in command:
+            children.append(command)
+    return children
 
 
 def _kill_group(process: subprocess.Popen[bytes], data_dir: Path) -> None:
@@ -195,12 +221,24 @@ async def _login(client: httpx.AsyncClient, name: str) -> Outcome:
     return Outcome("login", status, time.monotonic())
 
 
+async def _refused_within(port: int, seconds: float) -> float | None:
+    """When connections to the port were first refused, trying every 0.1 s; None if they were
+    still accepted after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await _connection_refused(port):
+            return time.monotonic()
+        await asyncio.sleep(0.1)
+    return None
+
+
 async def _connection_refused(port: int) -> bool:
     """True when nothing accepts connections on the port any more; False when one is accepted
-    (by the kernel into a listening socket's backlog, whether or not anyone serves it)."""
+    (by the kernel into a listening socket's backlog, whether or not anyone serves it). A
+    connect that is reset was not accepted either: it met the listening socket as it closed."""
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
     writer.close()
     return False
@@ -229,9 +267,9 @@ def _setup(base_url: str) -> tuple[list[str], str, str]:
 
 @pytest.mark.parametrize(
     ("served", "target"),
-    [(2, "master"), (1, "process group")],
+    [(2, "master"), (1, "master"), (1, "process group")],
     indirect=["served"],
-    ids=["sigterm-to-master-2-workers", "sigterm-to-group-1-worker"],
+    ids=["sigterm-to-master-2-workers", "sigterm-to-the-one-process", "sigterm-to-group-1-worker"],
 )
 async def test_sigterm_drains_in_flight_requests_and_stops_postgres(
     served: Served, target: str
@@ -239,6 +277,8 @@ async def test_sigterm_drains_in_flight_requests_and_stops_postgres(
     names, token, space_id = _setup(served.base_url)
     postgres = postmaster_pid(served.data_dir)
     assert postgres is not None
+    workers = _python_children(served.process.pid)
+    assert len(workers) == (served.workers if served.workers > 1 else 0), workers
 
     # One client for every in-flight request, each on a connection of its own: a client per
     # request would build an SSL context each, which on a busy machine took longer than
@@ -264,8 +304,8 @@ async def test_sigterm_drains_in_flight_requests_and_stops_postgres(
                 os.killpg(served.process.pid, signal.SIGTERM)
 
             # New connections are refused while the requests above are still being served.
-            await asyncio.sleep(SETTLE_S)
-            refused_at = None
+            refused_at = await _refused_within(served.port, REFUSED_WITHIN_S)
+            assert refused_at is not None, f"still accepting {REFUSED_WITHIN_S} s after SIGTERM"
             for _ in range(5):
                 assert await _connection_refused(served.port), "a new connection was accepted"
                 refused_at = time.monotonic()

@@ -32,7 +32,7 @@ def run(ceiling: float, fraction: float, p99: float, rss: float) -> dict[str, An
         "ceiling": {"requests_per_s": ceiling},
         "endpoints": endpoints,
         "login_starvation": {"ratio": 0.9, "target_min_ratio": 0.7},
-        "memory": {"largest_worker_rss_mb": rss, "target_max_rss_mb": 150.0},
+        "memory": {"total_rss_mb": rss, "target_max_total_rss_mb": 150.0},
     }
 
 
@@ -42,7 +42,7 @@ def test_each_cell_spans_the_runs() -> None:
     assert "| ceiling (bare Quart route) | 1,000 to 1,200 req/s |  |" in table
     fractions = f"0.50{TIMES} to 0.55{TIMES} of the ceiling"
     assert f"| `GET /todos/{{id}}` | {fractions}, p99 20 to 25 ms |" in table
-    assert "| worker RSS after the run | 130 MB | < 150 MB |" in table
+    assert "| service RSS after the run (all its processes) | 130 MB | < 150 MB |" in table
     assert "2 runs on 2026-12-07, commit 0123456789ab." in table
 
 
