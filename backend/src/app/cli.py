@@ -191,7 +191,7 @@ def _serve_in_this_process(config: Config) -> int:
     """
     from hypercorn.run import run
 
-    from app.malloc_arenas import limit_to_one_arena
+    from app.memory import limit_to_one_arena
 
     config.workers = 0
     config.application_path = IN_PROCESS_APPLICATION_PATH
@@ -210,7 +210,7 @@ def _serve_with_worker_processes(config: Config) -> int:
 
     config.application_path = APPLICATION_PATH
     # One malloc arena in the workers (glibc reads this as a process starts): see
-    # app.malloc_arenas. An operator's own setting wins.
+    # app.memory. An operator's own setting wins.
     os.environ.setdefault("MALLOC_ARENA_MAX", "1")
     with _stop_listening_on_shutdown():
         exit_code = 0 if _stopped_cleanly(run(config)) else 1

@@ -24,16 +24,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.http.traffic import traffic
+from app.memory import release_free_memory
 
 ALGORITHM = "HS256"
 T = TypeVar("T")
@@ -127,8 +128,28 @@ class _Pacing:
 _pacing = _Pacing(HASHING_SHARE, traffic.others_waiting)
 
 
+_hashes_pending = 0
+"""Hashes submitted and not yet finished (or cancelled before they started)."""
+_pending_lock = threading.Lock()
+
+
+def _hash_done(_: Future[Any]) -> None:
+    """Once no hash is pending, the freed buffers go back to the system (app.memory)."""
+    global _hashes_pending
+    with _pending_lock:
+        _hashes_pending -= 1
+        idle = _hashes_pending == 0
+    if idle:
+        release_free_memory()
+
+
 async def _off_loop(function: Callable[..., T], *args: object) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_hashing, _pacing.run, function, *args)
+    global _hashes_pending
+    with _pending_lock:
+        _hashes_pending += 1
+    submitted = _hashing.submit(_pacing.run, function, *args)
+    submitted.add_done_callback(_hash_done)
+    return await asyncio.wrap_future(submitted)
 
 
 class InvalidToken(Exception):

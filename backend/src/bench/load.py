@@ -281,6 +281,9 @@ def _measure_service(
         report.starvation = _starvation(
             wrk, plan, loads["GET /todos/{id}"], loads["POST /auth/login"]
         )
+        # Memory at rest after the runs: logins still queued when the last wrk stopped would
+        # otherwise be counted at their peak (each hash holds ARGON2_MEMORY_KIB while it runs).
+        _settle(service)
         everything = [service.pid, *descendants_of(service.pid)]
         report.memory = MemoryCheck([m for pid in everything if (m := memory_of(pid))])
         return _event_loops(service)

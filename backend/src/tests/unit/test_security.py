@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -398,3 +399,17 @@ def test_hashing_is_not_paced_while_no_other_request_waits(monkeypatch: pytest.M
     assert slept == []
     pacing.run(hash_for, 0.030)
     assert slept == [pytest.approx(0.030)]
+
+
+async def test_freed_hash_buffers_go_back_once_the_last_pending_hash_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Trimming between hashes of one burst would only make the next hash fault its buffer in
+    again; after the burst nothing else would give the buffers back (app.memory)."""
+    trims: list[int] = []
+    monkeypatch.setattr(security, "release_free_memory", lambda: trims.append(1))
+    results = await asyncio.gather(*(hash_password(PASSWORD) for _ in range(3)))
+    assert len(set(results)) == 3
+    assert trims == [1]
+    await hash_password(PASSWORD)
+    assert trims == [1, 1]
