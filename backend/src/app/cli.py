@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("minor_illusion")
 
 APPLICATION_PATH = "app.cli:worker_app()"
-IN_PROCESS_APPLICATION_PATH = "app.main:create_app()"
 DEFAULT_HYPERCORN_CONFIG = SOURCE_DIR / "hypercorn.toml"
 _SHUTDOWN_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 WORKER_STOP_MARGIN_S = 5.0
@@ -185,24 +184,48 @@ def _migrate(url: str, *, in_this_process: bool) -> None:
 def _serve_in_this_process(config: Config) -> int:
     """One worker is this process: no supervisor beside it holding a second copy of Python.
 
-    Hypercorn serves here when told to run no worker processes, with its own handlers for
-    SIGTERM and SIGINT: the listening sockets close at once, requests in flight finish
-    (within its graceful timeout), then the app shuts down and closes its connections.
+    Hypercorn serves the app here with this process's own handlers for SIGTERM and SIGINT:
+    the live event streams end at once (with a reconnection hint), the listening sockets
+    close, requests in flight finish (within Hypercorn's graceful timeout), then the app
+    shuts down and closes its connections.
     """
-    from hypercorn.run import run
-
+    from app.main import create_app
     from app.memory import limit_to_one_arena
 
-    config.workers = 0
-    config.application_path = IN_PROCESS_APPLICATION_PATH
     limit_to_one_arena()
+    app = create_app()
+    loop_factory = None
+    if config.worker_class == "uvloop":
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
     try:
-        run(config)
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(_serve_until_signalled(app, config))
     finally:
         # The event loop took its signal handlers with it: a SIGTERM while the caller stops
         # the embedded PostgreSQL must still let it finish.
         exit_cleanly_on_sigterm()
     return 0
+
+
+async def _serve_until_signalled(app: Quart, config: Config) -> None:
+    from hypercorn.asyncio import serve
+
+    from app.live import LiveChanges
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def shut_down() -> None:
+        live = app.extensions.get("live")
+        if isinstance(live, LiveChanges):
+            live.end_all()
+        stop.set()
+
+    for signum in _SHUTDOWN_SIGNALS:
+        loop.add_signal_handler(signum, shut_down)
+    await serve(app, config, shutdown_trigger=stop.wait)
 
 
 def _serve_with_worker_processes(config: Config) -> int:
@@ -301,6 +324,7 @@ def _stop_listening_on_shutdown() -> Iterator[None]:
             if any(signum in chunk for signum in _SHUTDOWN_SIGNALS):
                 for sock in _listening:
                     sock.close()
+                _end_streams_of_workers()
                 return
 
     watcher = threading.Thread(target=close_on_signal, name="close-listeners", daemon=True)
@@ -312,6 +336,17 @@ def _stop_listening_on_shutdown() -> Iterator[None]:
         os.close(write_fd)  # the watcher reads end-of-file and returns, if it has not yet
         watcher.join(timeout=5)
         os.close(read_fd)
+
+
+def _end_streams_of_workers() -> None:
+    """Workers end their live event streams at once when told (app.live): a stream never
+    finishes by itself, so it would hold up each worker's graceful shutdown to its limit."""
+    from app.signals import STREAMS_END_SIGNAL
+
+    for worker in multiprocessing.active_children():
+        if worker.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, STREAMS_END_SIGNAL)
 
 
 async def _wait_for_database(settings: Settings, patience_seconds: float) -> int:

@@ -82,6 +82,13 @@ async def purge_organization(
         lambda x: memberships.purge_batch(x, organization_id, batch),
         batch,
     )
+    await _drain(
+        database,
+        report,
+        "changes",
+        lambda x: daos.changes.purge_organization_batch(x, organization_id, batch),
+        batch,
+    )
     await database.run(lambda x: organizations.purge(x, organization_id), single_statement=True)
 
 

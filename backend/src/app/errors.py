@@ -79,6 +79,11 @@ class Conflict(APIError):
     detail = "already exists"
 
 
+class Gone(APIError):
+    status = 410
+    detail = "gone"
+
+
 class PreconditionFailed(APIError):
     status = 412
     detail = "the resource has changed (If-Match does not match its version)"

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from typing import cast
 
 from quart import Quart
 from quart_schema import QuartSchema
 from quart_schema.typing import PydanticDumpOptions
 
-from app.api import accounts, auth, health, members, organizations, spaces, todos
+from app.api import (
+    accounts,
+    auth,
+    changes,
+    events,
+    health,
+    members,
+    organizations,
+    spaces,
+    todos,
+)
 from app.api.context import BEARER_SCHEME
 from app.db.database import Database
 from app.deletions import Deletions
 from app.errors import register_error_handlers
 from app.gc_tuning import tune_for_serving
-from app.housekeeping import purge_expired_rows
+from app.housekeeping import purge_expired_rows, take_change_horizons
 from app.http.access_log import register_access_log
 from app.http.body_limits import register_body_limits
 from app.http.cors import register_cors
@@ -26,6 +37,7 @@ from app.http.metrics import register_metrics
 from app.http.openapi import Provider
 from app.http.security_headers import register_security_headers
 from app.http.traffic import register_traffic_count
+from app.live import LiveChanges, end_streams_on_shutdown_signal
 from app.logs import configure_logging
 from app.models import Daos
 from app.settings import Settings
@@ -48,6 +60,12 @@ def create_app(
     app.extensions["daos"] = daos or Daos.real()
     app.extensions["database"] = database or Database.from_settings(settings)
     app.extensions["deletions"] = Deletions(app.extensions["database"], app.extensions["daos"])
+    app.extensions["live"] = LiveChanges(
+        app.extensions["database"],
+        app.extensions["daos"],
+        max_streams_per_user=settings.events_max_streams_per_user,
+        retention=timedelta(seconds=settings.changes_retention_seconds),
+    )
     QuartSchema(
         app,
         info={"title": API_TITLE, "version": "1"},
@@ -81,6 +99,8 @@ def create_app(
         members.bp,
         spaces.bp,
         todos.bp,
+        changes.bp,
+        events.bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
@@ -91,18 +111,22 @@ def create_app(
         database = app.extensions["database"]
         await database.start()
         tune_for_serving()  # last: what start-up created lives as long as the process
-        app.extensions["housekeeping"] = asyncio.create_task(
-            purge_expired_rows(database, app.extensions["daos"])
-        )
+        app.extensions["housekeeping"] = [
+            asyncio.create_task(purge_expired_rows(database, app.extensions["daos"])),
+            asyncio.create_task(take_change_horizons(database, app.extensions["daos"])),
+        ]
         app.extensions["deletions"].start()
+        app.extensions["live"].start()
+        app.extensions["undo_signal"] = end_streams_on_shutdown_signal(app.extensions["live"])
 
     @app.after_serving
     async def _stop() -> None:
-        housekeeping = app.extensions.pop("housekeeping", None)
-        if housekeeping is not None:
-            housekeeping.cancel()
+        for task in app.extensions.pop("housekeeping", []):
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await housekeeping
+                await task
+        app.extensions.pop("undo_signal", lambda: None)()
+        await app.extensions["live"].stop()
         await app.extensions["deletions"].stop()
         await app.extensions["database"].stop()
 

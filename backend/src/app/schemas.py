@@ -423,6 +423,10 @@ class NoContent(ResponseModel):
     """Marks a documented response without a body (204); see app.http.openapi."""
 
 
+class EventStream(ResponseModel):
+    """Marks a documented `text/event-stream` response; see app.http.openapi."""
+
+
 class ErrorItem(ResponseModel):
     loc: list[str | int]
     msg: str
@@ -433,3 +437,47 @@ class ErrorOut(ResponseModel):
     """The one shape of every error response."""
 
     detail: str | list[ErrorItem]
+
+
+MAX_CHANGES_PAGE = 1000
+
+
+class ChangesQuery(RequestModel):
+    since: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_CHANGES_PAGE)] = 500
+
+
+class ChangeOut(ResponseModel):
+    kind: Literal["organization", "member", "space", "todo"]
+    op: Literal["upsert", "delete"]
+    id: uuid.UUID = Field(description="the object's id; a member's is its user's id")
+    data: dict[str, Any] | None = Field(
+        description="the object as its GET returns it; null for a delete"
+    )
+
+
+class ChangesOut(ResponseModel):
+    changes: list[ChangeOut]
+    next: str = Field(description="pass as `since` to read on from here")
+    more: bool = Field(description="true: more changes are ready now, ask again at once")
+
+
+class EventsQuery(RequestModel):
+    since: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        default=None, description="resume after this token (as Last-Event-ID does)"
+    )
+
+
+class EventsHeaders(RequestModel):
+    """Documented, not validated here: where a reconnecting client left off."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    last_event_id: Annotated[
+        str | None,
+        WithJsonSchema({"type": "string"}),
+        Field(
+            description="the `id:` of the last event received: the stream resumes after it",
+            json_schema_extra=_without_default,
+        ),
+    ] = None

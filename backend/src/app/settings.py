@@ -92,6 +92,25 @@ class Settings(BaseSettings):
         description="Rows removed per transaction when a deleted organization, space or "
         "account is cleaned up in the background.",
     )
+    changes_retention_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        le=365 * 24 * 3600,
+        description="How long the change feed keeps changes (and deletes): an older token is "
+        "a 410 and its client starts again with a snapshot.",
+    )
+    events_max_streams_per_user: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Open event streams one user may hold on one worker; more are a 429.",
+    )
+    events_heartbeat_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="How often an idle event stream sends a comment, so proxies keep it open.",
+    )
     deletion_interval_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -10,15 +10,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, ClassVar, TypeVar, cast
 
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from app.db.database import Database, Work
-from app.db.executor import Executor
+from app.db.executor import Executor, Row
 from app.db.failures import UNIQUE_VIOLATION, DatabaseUnavailable, DuplicateValue
 from app.db.migrate import head_revision
 from app.models import (
@@ -34,6 +36,8 @@ from app.models import (
     TodoDAO,
     UserDAO,
 )
+from app.models.changes import ChangeDAO, Cursor, Kind, Window
+from app.models.feed import FeedDAO
 from app.models.idempotency_keys import IdempotencyKeyRow
 from app.models.login_attempts import (
     LOGIN_CHECK_TIMEOUT,
@@ -90,6 +94,7 @@ class FakeOrganization(FakeRow):
     name: str = ""
     """"" once deleted, as FakeUser's."""
     deleted_at: datetime | None = None
+    change_position: Decimal = Decimal(0)
 
 
 @dataclass
@@ -97,6 +102,7 @@ class FakeMembership(FakeRow):
     organization_id: uuid.UUID = field(default_factory=uuid.uuid4)
     user_id: uuid.UUID = field(default_factory=uuid.uuid4)
     role: str = Role.MEMBER.value
+    change_position: Decimal = Decimal(0)
 
 
 @dataclass
@@ -104,11 +110,12 @@ class FakeSpace(FakeRow):
     name: str = ""
     organization_id: uuid.UUID = field(default_factory=uuid.uuid4)
     deleted_at: datetime | None = None
+    change_position: Decimal = Decimal(0)
 
     def _asdict(self) -> dict[str, Any]:
-        """As the statements return a space: without `deleted_at`."""
+        """As the statements return a space: without `deleted_at` and the log's stamp."""
         fields = dataclasses.asdict(self)
-        del fields["deleted_at"]
+        del fields["deleted_at"], fields["change_position"]
         return fields
 
 
@@ -137,6 +144,13 @@ class FakeTodo(FakeRow):
     version: int = 1
     space_id: uuid.UUID = field(default_factory=uuid.uuid4)
     user_id: uuid.UUID | None = field(default_factory=uuid.uuid4)
+    change_position: Decimal = Decimal(0)
+
+    def _asdict(self) -> dict[str, Any]:
+        """As the statements return a todo: without the log's stamp."""
+        fields = dataclasses.asdict(self)
+        del fields["change_position"]
+        return fields
 
 
 class FakeUserDAO:
@@ -269,6 +283,7 @@ class FakeOrganizationDAO:
             return None
         organization = FakeOrganization(name=name)
         cls.rows[organization.id] = organization
+        _record("organization", organization.id, organization.id, organization)
         await FakeMembershipDAO.add(executor, organization.id, owner_id, Role.OWNER)
         return copy.copy(organization)
 
@@ -302,6 +317,7 @@ class FakeOrganizationDAO:
             raise DuplicateValue(UNIQUE_VIOLATION)
         organization = cls.rows[organization_id]
         organization.name, organization.updated_at = name, _now()
+        _record("organization", organization_id, organization_id, organization)
         return OrganizationWithRole(organization.id, name, organization.created_at, Role.OWNER)
 
     @classmethod
@@ -328,6 +344,12 @@ class FakeOrganizationDAO:
     async def deleted(cls, executor: Executor, limit: int) -> list[uuid.UUID]:
         marked = [o for o in cls.rows.values() if o.deleted_at is not None]
         return [o.id for o in sorted(marked, key=lambda o: o.deleted_at or _now())][:limit]
+
+    @classmethod
+    async def ids_after(
+        cls, executor: Executor, after: uuid.UUID | None, limit: int
+    ) -> list[uuid.UUID]:
+        return sorted(key for key in cls.rows if after is None or key > after)[:limit]
 
     @classmethod
     async def purge(cls, executor: Executor, organization_id: uuid.UUID) -> bool:
@@ -367,6 +389,7 @@ class FakeMembershipDAO:
             organization_id=organization_id, user_id=user_id, role=role.value
         )
         cls.rows[membership.id] = membership
+        _record("member", organization_id, user_id, membership)
         return True
 
     @classmethod
@@ -469,6 +492,7 @@ class FakeMembershipDAO:
         if membership is None or (role is not Role.OWNER and not cls._keeps_an_owner(membership)):
             return None
         membership.role, membership.updated_at = role.value, _now()
+        _record("member", organization_id, member_id, membership)
         return cls._member(membership)
 
     @classmethod
@@ -479,6 +503,7 @@ class FakeMembershipDAO:
         if membership is None or not cls._keeps_an_owner(membership):
             return False
         del cls.rows[membership.id]
+        _record("member", organization_id, member_id, None)
         return True
 
     @classmethod
@@ -522,7 +547,7 @@ class FakeMembershipDAO:
     async def remove_all_of(cls, executor: Executor, user_id: uuid.UUID) -> int:
         gone = [k for k, m in cls.rows.items() if m.user_id == user_id]
         for key in gone:
-            del cls.rows[key]
+            _record("member", cls.rows.pop(key).organization_id, user_id, None)
         return len(gone)
 
     @classmethod
@@ -540,6 +565,7 @@ class FakeSpaceDAO:
     async def create(cls, executor: Executor, organization_id: uuid.UUID, name: str) -> SpaceRow:
         space = FakeSpace(name=name, organization_id=organization_id)
         cls.rows[space.id] = space
+        _record("space", organization_id, space.id, space)
         return copy.copy(space)
 
     @classmethod
@@ -600,6 +626,7 @@ class FakeSpaceDAO:
             return None
         space = cls.rows[space_id]
         space.name, space.updated_at = name, _now()
+        _record("space", space.organization_id, space_id, space)
         return copy.copy(space)
 
     @classmethod
@@ -608,7 +635,9 @@ class FakeSpaceDAO:
     ) -> bool:
         if await cls.role_in(executor, space_id, user_id) is not Role.OWNER:
             return False
-        cls.rows[space_id].deleted_at = _now()
+        space = cls.rows[space_id]
+        space.deleted_at = _now()
+        _record("space", space.organization_id, space_id, None)
         return True
 
     @classmethod
@@ -657,6 +686,7 @@ class FakeTodoDAO:
     ) -> TodoRow:
         todo = FakeTodo(space_id=space_id, user_id=user_id, title=title, content=content, done=done)
         cls.rows[todo.id] = todo
+        _record("todo", FakeSpaceDAO.rows[space_id].organization_id, todo.id, todo)
         return copy.copy(todo)
 
     @classmethod
@@ -772,6 +802,7 @@ class FakeTodoDAO:
             setattr(todo, name, value)
         todo.version += 1
         todo.updated_at = _now()
+        _record("todo", FakeSpaceDAO.rows[todo.space_id].organization_id, todo.id, todo)
         return copy.copy(todo)
 
     @classmethod
@@ -784,7 +815,8 @@ class FakeTodoDAO:
     ) -> bool:
         if await cls._changeable(executor, todo_id, caller, versions) is None:
             return False
-        del cls.rows[todo_id]
+        todo = cls.rows.pop(todo_id)
+        _record("todo", FakeSpaceDAO.rows[todo.space_id].organization_id, todo_id, None)
         return True
 
     @classmethod
@@ -792,6 +824,7 @@ class FakeTodoDAO:
         gone = [k for k, t in cls.rows.items() if t.space_id == space_id][:batch]
         for key in gone:
             del cls.rows[key]
+            _record("todo", FakeSpaceDAO.rows[space_id].organization_id, key, None)
         return len(gone)
 
     @classmethod
@@ -809,6 +842,7 @@ class FakeTodoDAO:
         todos = [t for t in cls.rows.values() if t.user_id == user_id][:batch]
         for todo in todos:
             todo.user_id, todo.version, todo.updated_at = None, todo.version + 1, _now()
+            _record("todo", FakeSpaceDAO.rows[todo.space_id].organization_id, todo.id, todo)
         return len(todos)
 
     @classmethod
@@ -996,6 +1030,187 @@ class FakeSchemaDAO:
         return cls.revision
 
 
+@dataclass(frozen=True)
+class FakeEntry:
+    position: Decimal
+    kind: str
+    object_id: uuid.UUID
+    deleted: bool
+
+
+def _record(kind: str, organization_id: uuid.UUID, object_id: uuid.UUID, row: Any) -> None:
+    """What the real statements do beside each write: stamp the row, append to the log (a
+    delete when `row` is None). Fake transactions never overlap, so a counter is exact."""
+    FakeChangeDAO.last_position += 1
+    position = Decimal(FakeChangeDAO.last_position)
+    if row is not None:
+        row.change_position = position
+    key = (organization_id, position, kind, object_id)
+    FakeChangeDAO.rows[key] = FakeEntry(position, kind, object_id, row is None)  # type: ignore[index]
+
+
+class FakeChangeDAO:
+    rows: ClassVar[dict[uuid.UUID, FakeEntry]] = {}
+    """Keyed (organization, position, kind, object id) as the table is; typed as the others
+    for FakeDatabase's rollback."""
+    last_position: ClassVar[int] = 0
+    oldest: ClassVar[Decimal | None] = None
+    """What `oldest_allowed` answers: set by a test to make tokens too old."""
+
+    @classmethod
+    async def horizon(cls, executor: Executor) -> Decimal:
+        return Decimal(cls.last_position + 1)
+
+    @classmethod
+    async def window(
+        cls,
+        executor: Executor,
+        organization_id: uuid.UUID,
+        after: Cursor,
+        limit: int,
+        retention: timedelta,
+    ) -> Window:
+        horizon = await cls.horizon(executor)
+        keys = sorted(
+            key
+            for key in cls.rows
+            if key[0] == organization_id  # type: ignore[index]
+            and key[1:] > (after.position, after.kind, after.object_id)  # type: ignore[index]
+        )
+        entries = [cls.rows[key] for key in keys]
+        return Window(entries[:limit], horizon, len(entries) > limit, cls.oldest)
+
+    @classmethod
+    async def oldest_allowed(cls, executor: Executor, retention: timedelta) -> Decimal | None:
+        return cls.oldest
+
+    @classmethod
+    async def take_horizon(cls, executor: Executor) -> None:
+        return None  # the fakes keep no time: a test sets `oldest` instead
+
+    @classmethod
+    async def forget_horizons(cls, executor: Executor, retention: timedelta) -> int:
+        return 0
+
+    @classmethod
+    async def purge_old_batch(
+        cls, executor: Executor, organization_id: uuid.UUID, retention: timedelta, batch: int
+    ) -> int:
+        oldest = cls.oldest
+        return cls._purge(batch, lambda k: k[0] == organization_id and oldest and k[1] < oldest)
+
+    @classmethod
+    async def purge_organization_batch(
+        cls, executor: Executor, organization_id: uuid.UUID, batch: int
+    ) -> int:
+        return cls._purge(batch, lambda key: key[0] == organization_id)
+
+    @classmethod
+    def _purge(cls, batch: int, matches: Any) -> int:
+        gone = sorted(key for key in cls.rows if matches(key))[:batch]
+        for key in gone:
+            del cls.rows[key]
+        return len(gone)
+
+
+class FakeFeedDAO:
+    @classmethod
+    async def current(
+        cls,
+        executor: Executor,
+        kind: Kind,
+        organization_id: uuid.UUID,
+        caller_id: uuid.UUID,
+        object_ids: Sequence[uuid.UUID],
+    ) -> dict[uuid.UUID, Row]:
+        objects = _feed_objects(kind, organization_id, caller_id)
+        return {key: row for key, row in objects.items() if key in set(object_ids)}
+
+    @classmethod
+    async def snapshot_page(
+        cls,
+        executor: Executor,
+        kind: Kind,
+        organization_id: uuid.UUID,
+        caller_id: uuid.UUID,
+        *,
+        below: Decimal,
+        after: tuple[Any, ...] | None,
+        fetch: int,
+    ) -> list[Row]:
+        rows = [
+            row
+            for row in _feed_objects(kind, organization_id, caller_id).values()
+            if row.change_position < below
+        ]
+        rows.sort(key=_snapshot_cursor)
+        if after is not None:
+            rows = [row for row in rows if _snapshot_cursor(row) > after]
+        return rows[:fetch]
+
+
+def _snapshot_cursor(row: Any) -> tuple[Any, ...]:
+    width = sum(1 for name in vars(row) if name.startswith("cursor_"))
+    return tuple(getattr(row, f"cursor_{index}") for index in range(width))
+
+
+def _feed_objects(
+    kind: str, organization_id: uuid.UUID, caller_id: uuid.UUID
+) -> dict[uuid.UUID, Any]:
+    """The visible objects of one kind as FeedDAO's statements return them."""
+    if not _is_live(organization_id):
+        return {}
+    found: dict[uuid.UUID, Any] = {}
+    if kind == "organization":
+        membership = FakeMembershipDAO._find(organization_id, caller_id)
+        organization = FakeOrganizationDAO.rows[organization_id]
+        if membership is not None:
+            found[organization_id] = SimpleNamespace(
+                object_id=organization_id,
+                change_position=organization.change_position,
+                id=organization_id,
+                name=organization.name,
+                created_at=organization.created_at,
+                role=membership.role,
+                cursor_0=organization_id,
+            )
+    elif kind == "member":
+        for m in FakeMembershipDAO.rows.values():
+            if m.organization_id == organization_id:
+                found[m.user_id] = SimpleNamespace(
+                    object_id=m.user_id,
+                    change_position=m.change_position,
+                    organization_id=organization_id,
+                    user_id=m.user_id,
+                    user_name=FakeUserDAO.rows[m.user_id].name,
+                    role=m.role,
+                    created_at=m.created_at,
+                    cursor_0=m.user_id,
+                )
+    elif kind == "space":
+        for space in FakeSpaceDAO.rows.values():
+            if space.organization_id == organization_id and space.deleted_at is None:
+                found[space.id] = SimpleNamespace(
+                    object_id=space.id,
+                    change_position=space.change_position,
+                    cursor_0=space.id,
+                    **space._asdict(),
+                )
+    else:
+        for todo in FakeTodoDAO.rows.values():
+            holder = FakeSpaceDAO.rows.get(todo.space_id)
+            if holder and holder.organization_id == organization_id and not holder.deleted_at:
+                found[todo.id] = SimpleNamespace(
+                    object_id=todo.id,
+                    change_position=todo.change_position,
+                    cursor_0=todo.space_id,
+                    cursor_1=todo.created_at,
+                    cursor_2=todo.id,
+                    **todo._asdict(),
+                )
+    return found
+
+
 FAKE_DAOS = (
     FakeUserDAO,
     FakeOrganizationDAO,
@@ -1005,6 +1220,7 @@ FAKE_DAOS = (
     FakeIdempotencyKeyDAO,
     FakeLoginAttemptDAO,
     FakeRevokedTokenDAO,
+    FakeChangeDAO,
 )
 
 
@@ -1021,6 +1237,8 @@ def fake_daos() -> Daos:
         login_attempts=cast(type[LoginAttemptDAO], FakeLoginAttemptDAO),
         sessions=cast(type[RevokedTokenDAO], FakeRevokedTokenDAO),
         schema=cast(type[SchemaDAO], FakeSchemaDAO),
+        changes=cast(type[ChangeDAO], FakeChangeDAO),
+        feed=cast(type[FeedDAO], FakeFeedDAO),
     )
 
 
@@ -1028,6 +1246,8 @@ def reset() -> None:
     for dao in FAKE_DAOS:
         dao.rows.clear()
     FakeSchemaDAO.revision = head_revision()
+    FakeChangeDAO.last_position = 0
+    FakeChangeDAO.oldest = None
 
 
 FAKE_EXECUTOR = Executor(connection=None, dialect=PGDialect_asyncpg())  # type: ignore[no-untyped-call]

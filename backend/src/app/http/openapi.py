@@ -7,6 +7,8 @@
   The exceptions say so on their model (`BODY_OPTIONAL`, see app.api.validation.json_body).
 - Malformed and oversized bodies: any operation that reads a body answers 400 to one that is
   not JSON (or not UTF-8) and 413 to one larger than MAX_BODY_BYTES, whatever the route.
+- Event streams: a `text/event-stream` response has no JSON model; routes mark it with
+  `EventStream`.
 - UUID path parameters: quart-schema documents `<uuid:...>` as any string; any other string
   matches no route and is a 404, so the document says `format: uuid`.
 """
@@ -20,7 +22,7 @@ from quart_schema.typing import Model
 from quart_schema.validation import DataSource
 from werkzeug.routing import BaseConverter, Rule, UUIDConverter
 
-from app.schemas import ErrorOut, NoContent
+from app.schemas import ErrorOut, EventStream, NoContent
 
 BODY_ERRORS = (400, 413)
 
@@ -31,6 +33,13 @@ class Provider(OpenAPIProvider):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         if model is NoContent:
             return {"description": "No Content"}, {}
+        if model is EventStream:
+            return {
+                "description": "Server-sent events: `event: change` with a change of the feed "
+                "as `data:` and the token after it as `id:`; `event: end` with `{detail}` when "
+                "the stream ends; a comment every 15 s",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }, {}
         return super().build_response_object(model, headers_model)
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.models.base import NAMING_CONVENTION, BaseDAO, Role
+from app.models.changes import ChangeDAO
+from app.models.feed import FeedDAO
 from app.models.idempotency_keys import IdempotencyKeyDAO
 from app.models.login_attempts import LoginAttemptDAO
 from app.models.organizations import MembershipDAO, OrganizationDAO
@@ -24,7 +26,9 @@ from app.models.users import UserDAO
 __all__ = [
     "NAMING_CONVENTION",
     "BaseDAO",
+    "ChangeDAO",
     "Daos",
+    "FeedDAO",
     "IdempotencyKeyDAO",
     "LoginAttemptDAO",
     "MembershipDAO",
@@ -51,6 +55,8 @@ class Daos:
     login_attempts: type[LoginAttemptDAO]
     sessions: type[RevokedTokenDAO]
     schema: type[SchemaDAO]
+    changes: type[ChangeDAO]
+    feed: type[FeedDAO]
 
     @classmethod
     def real(cls) -> Daos:
@@ -64,4 +70,6 @@ class Daos:
             login_attempts=LoginAttemptDAO,
             sessions=RevokedTokenDAO,
             schema=SchemaDAO,
+            changes=ChangeDAO,
+            feed=FeedDAO,
         )

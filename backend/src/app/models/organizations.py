@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol, TypeAlias
 
 from sqlalchemy import (
@@ -44,6 +45,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from app.db.executor import Executor, Row, Statement
 from app.models.base import BaseDAO, Role
+from app.models.changes import WritePosition, change_position_column, recorded
 from app.models.parameters import (
     after_cursor_oldest_first,
     integer_parameter,
@@ -116,6 +118,8 @@ class OrganizationDAO(BaseDAO):
     name: Mapped[str | None] = mapped_column(String(100), nullable=True, unique=True)
     """NULL once deleted, so the name can be used again at once."""
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    change_position: Mapped[Decimal] = change_position_column()
+    """The position of the latest write (app.models.changes)."""
 
     @classmethod
     async def create_owned(
@@ -186,6 +190,14 @@ class OrganizationDAO(BaseDAO):
         return [row.id for row in await executor.rows(_DELETED, {"batch": limit})]
 
     @classmethod
+    async def ids_after(
+        cls, executor: Executor, after: uuid.UUID | None, limit: int
+    ) -> list[uuid.UUID]:
+        """Organization ids in order, a page at a time: upkeep visits each in turn."""
+        params = {"after_id": after or uuid.UUID(int=0), "batch": limit}
+        return [row.id for row in await executor.rows(_IDS_AFTER, params)]
+
+    @classmethod
     async def purge(cls, executor: Executor, organization_id: uuid.UUID) -> bool:
         """Remove a deleted organization's own row, once its spaces and members are gone."""
         params = {"organization_id": organization_id}
@@ -208,6 +220,8 @@ class MembershipDAO(BaseDAO):
         ForeignKey("users.id", ondelete="CASCADE"), nullable=False
     )
     role: Mapped[str] = mapped_column(String(16), nullable=False)
+    change_position: Mapped[Decimal] = change_position_column()
+    """The position of the latest write (app.models.changes)."""
 
     @classmethod
     async def add(
@@ -383,14 +397,20 @@ _NEW_ROLE = string_parameter("new_role")
 _BATCH = integer_parameter("batch")
 _LIVE = OrganizationDAO.deleted_at.is_(None)
 
+_ORGANIZATION_COLUMNS = (OrganizationDAO.id, OrganizationDAO.name, OrganizationDAO.created_at)
 _CREATE = Statement(
-    insert(OrganizationDAO)
-    .values(name=string_parameter("new_name"))
-    .on_conflict_do_nothing(index_elements=[OrganizationDAO.name])
-    .returning(*OrganizationDAO.__table__.c)
+    recorded(
+        insert(OrganizationDAO)
+        .values(name=string_parameter("new_name"), change_position=WritePosition())
+        .on_conflict_do_nothing(index_elements=[OrganizationDAO.name])
+        .returning(*_ORGANIZATION_COLUMNS, OrganizationDAO.id.label("organization_id")),
+        kind="organization",
+        deleted=False,
+        returning=["id", "name", "created_at"],
+    )
 )
 _BY_NAME = Statement(
-    select(*OrganizationDAO.__table__.c).where(
+    select(*_ORGANIZATION_COLUMNS).where(
         OrganizationDAO.name == string_parameter("organization_name"), _LIVE
     )
 )
@@ -406,24 +426,40 @@ _VISIBLE = Statement(_WITH_ROLES_SELECT.where(OrganizationDAO.id == _ORGANIZATIO
 _WITH_ROLES = Statement(_WITH_ROLES_SELECT.order_by(OrganizationDAO.created_at, OrganizationDAO.id))
 _owned_by_caller = membership_of(_CALLER, OrganizationDAO.id, role=Role.OWNER)
 _RENAME = Statement(
-    update(OrganizationDAO)
-    .where(OrganizationDAO.id == _ORGANIZATION, _LIVE, _owned_by_caller)
-    .values(name=string_parameter("new_name"), updated_at=func.now())
-    .returning(
-        OrganizationDAO.id,
-        OrganizationDAO.name,
-        OrganizationDAO.created_at,
-        literal(Role.OWNER.value).label("role"),
+    recorded(
+        update(OrganizationDAO)
+        .where(OrganizationDAO.id == _ORGANIZATION, _LIVE, _owned_by_caller)
+        .values(
+            name=string_parameter("new_name"),
+            updated_at=func.now(),
+            change_position=WritePosition(),
+        )
+        .returning(
+            *_ORGANIZATION_COLUMNS,
+            literal(Role.OWNER.value).label("role"),
+            OrganizationDAO.id.label("organization_id"),
+        ),
+        kind="organization",
+        deleted=False,
+        returning=["id", "name", "created_at", "role"],
     )
 )
 _mark_deleted = (
     update(OrganizationDAO)
     .where(OrganizationDAO.id == _ORGANIZATION, _LIVE)
-    .values(name=None, deleted_at=func.now(), updated_at=func.now())
+    .values(
+        name=None, deleted_at=func.now(), updated_at=func.now(), change_position=WritePosition()
+    )
     .returning(OrganizationDAO.id)
 )
 _MARK_DELETED = Statement(_mark_deleted.where(_owned_by_caller))
 _MARK_DELETED_UNCHECKED = Statement(_mark_deleted)
+_IDS_AFTER = Statement(
+    select(OrganizationDAO.id)
+    .where(OrganizationDAO.id > uuid_parameter("after_id"))
+    .order_by(OrganizationDAO.id)
+    .limit(_BATCH)
+)
 _LOCK = Statement(
     update(OrganizationDAO)
     .where(OrganizationDAO.id == _ORGANIZATION, _LIVE, membership_of(_CALLER, OrganizationDAO.id))
@@ -443,22 +479,48 @@ _PURGE = Statement(
 )
 
 _ADD = Statement(
-    insert(MembershipDAO)
-    .values(organization_id=_ORGANIZATION, user_id=_MEMBER_ID, role=_NEW_ROLE)
-    .on_conflict_do_nothing(index_elements=[MembershipDAO.organization_id, MembershipDAO.user_id])
-    .returning(MembershipDAO.id)
+    recorded(
+        insert(MembershipDAO)
+        .values(
+            organization_id=_ORGANIZATION,
+            user_id=_MEMBER_ID,
+            role=_NEW_ROLE,
+            change_position=WritePosition(),
+        )
+        .on_conflict_do_nothing(
+            index_elements=[MembershipDAO.organization_id, MembershipDAO.user_id]
+        )
+        .returning(MembershipDAO.id, MembershipDAO.organization_id, MembershipDAO.user_id),
+        kind="member",
+        object_id="user_id",
+        deleted=False,
+        returning=["id"],
+    )
 )
 _ADD_BY_OWNER = Statement(
-    insert(MembershipDAO)
-    .from_select(
-        ["organization_id", "user_id", "role"],
-        select(_ORGANIZATION, UserDAO.id, _NEW_ROLE).where(
-            UserDAO.name == string_parameter("user_name"),
-            membership_of(_CALLER, _ORGANIZATION, role=Role.OWNER),
+    recorded(
+        insert(MembershipDAO)
+        .from_select(
+            ["organization_id", "user_id", "role", "change_position"],
+            select(_ORGANIZATION, UserDAO.id, _NEW_ROLE, WritePosition()).where(
+                UserDAO.name == string_parameter("user_name"),
+                membership_of(_CALLER, _ORGANIZATION, role=Role.OWNER),
+            ),
+        )
+        .on_conflict_do_nothing(
+            index_elements=[MembershipDAO.organization_id, MembershipDAO.user_id]
+        )
+        .returning(
+            MembershipDAO.user_id,
+            MembershipDAO.role,
+            MembershipDAO.created_at,
+            MembershipDAO.organization_id,
         ),
+        kind="member",
+        object_id="user_id",
+        deleted=False,
+        returning=["user_id", "role", "created_at"],
     )
-    .on_conflict_do_nothing(index_elements=[MembershipDAO.organization_id, MembershipDAO.user_id])
-    .returning(MembershipDAO.user_id, MembershipDAO.role, MembershipDAO.created_at)
 )
 
 _target = select(UserDAO.id).where(UserDAO.name == string_parameter("user_name")).scalar_subquery()
@@ -530,10 +592,16 @@ _the_member = and_(
 )
 _keeps_an_owner = or_(MembershipDAO.role != Role.OWNER.value, _another_owner())
 _CHANGE_ROLE = Statement(
-    update(MembershipDAO)
-    .where(_the_member, or_(literal(Role.OWNER.value) == _NEW_ROLE, _keeps_an_owner))
-    .values(role=_NEW_ROLE, updated_at=func.now())
-    .returning(MembershipDAO.id)
+    recorded(
+        update(MembershipDAO)
+        .where(_the_member, or_(literal(Role.OWNER.value) == _NEW_ROLE, _keeps_an_owner))
+        .values(role=_NEW_ROLE, updated_at=func.now(), change_position=WritePosition())
+        .returning(MembershipDAO.id, MembershipDAO.organization_id, MembershipDAO.user_id),
+        kind="member",
+        object_id="user_id",
+        deleted=False,
+        returning=["id"],
+    )
 )
 _LAST_OWNER = Statement(
     select(MembershipDAO.id).where(
@@ -541,7 +609,15 @@ _LAST_OWNER = Statement(
     )
 )
 _REMOVE = Statement(
-    delete(MembershipDAO).where(_the_member, _keeps_an_owner).returning(MembershipDAO.id)
+    recorded(
+        delete(MembershipDAO)
+        .where(_the_member, _keeps_an_owner)
+        .returning(MembershipDAO.id, MembershipDAO.organization_id, MembershipDAO.user_id),
+        kind="member",
+        object_id="user_id",
+        deleted=True,
+        returning=["id"],
+    )
 )
 
 _owner = aliased(MembershipDAO)
@@ -556,7 +632,7 @@ _LOCK_OWNED = Statement(
 )
 _others = aliased(MembershipDAO)
 _HELD_ALONE = Statement(
-    select(*OrganizationDAO.__table__.c)
+    select(*_ORGANIZATION_COLUMNS)
     .where(
         OrganizationDAO.id.in_(_owned_by_member),
         _LIVE,
@@ -583,7 +659,15 @@ _SOLE = Statement(
     )
 )
 _REMOVE_ALL_OF = Statement(
-    delete(MembershipDAO).where(MembershipDAO.user_id == _MEMBER_ID).returning(MembershipDAO.id)
+    recorded(
+        delete(MembershipDAO)
+        .where(MembershipDAO.user_id == _MEMBER_ID)
+        .returning(MembershipDAO.id, MembershipDAO.organization_id, MembershipDAO.user_id),
+        kind="member",
+        object_id="user_id",
+        deleted=True,
+        returning=["id"],
+    )
 )
 _PURGE_BATCH = Statement(
     delete(MembershipDAO)

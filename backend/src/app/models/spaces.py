@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
 from sqlalchemy import DateTime, ForeignKey, Index, String, and_, delete, func, select, update
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.executor import Executor, Statement
 from app.models.base import BaseDAO, Role
+from app.models.changes import WritePosition, change_position_column, recorded
 from app.models.organizations import MembershipDAO, membership_of, organization_is_live
 from app.models.parameters import (
     after_cursor,
@@ -53,6 +55,8 @@ class SpaceDAO(BaseDAO):
         ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
     )
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    change_position: Mapped[Decimal] = change_position_column()
+    """The position of the latest write (app.models.changes)."""
 
     @classmethod
     async def create(cls, executor: Executor, organization_id: uuid.UUID, name: str) -> SpaceRow:
@@ -147,22 +151,34 @@ _SPACE = uuid_parameter("space_id")
 _ORGANIZATION = uuid_parameter("organization_id")
 _CALLER = uuid_parameter("caller_id")
 _LIVE = SpaceDAO.deleted_at.is_(None)
-_RETURNED = [c for c in _SPACES if c.name != "deleted_at"]
+_RETURNED = [c for c in _SPACES if c.name not in {"deleted_at", "change_position"}]
 
 _CREATE = Statement(
-    insert(SpaceDAO)
-    .values(organization_id=_ORGANIZATION, name=string_parameter("new_name"))
-    .returning(*_RETURNED)
+    recorded(
+        insert(SpaceDAO)
+        .values(
+            organization_id=_ORGANIZATION,
+            name=string_parameter("new_name"),
+            change_position=WritePosition(),
+        )
+        .returning(*_RETURNED),
+        kind="space",
+        deleted=False,
+    )
 )
 _CREATE_VISIBLE = Statement(
-    insert(SpaceDAO)
-    .from_select(
-        ["organization_id", "name"],
-        select(_ORGANIZATION, string_parameter("new_name")).where(
-            membership_of(_CALLER, _ORGANIZATION)
-        ),
+    recorded(
+        insert(SpaceDAO)
+        .from_select(
+            ["organization_id", "name", "change_position"],
+            select(_ORGANIZATION, string_parameter("new_name"), WritePosition()).where(
+                membership_of(_CALLER, _ORGANIZATION)
+            ),
+        )
+        .returning(*_RETURNED),
+        kind="space",
+        deleted=False,
     )
-    .returning(*_RETURNED)
 )
 _VISIBLE = Statement(
     select(*_RETURNED).where(
@@ -181,16 +197,29 @@ _BY_NAME = Statement(
 )
 _owned_by_caller = membership_of(_CALLER, SpaceDAO.organization_id, role=Role.OWNER)
 _RENAME = Statement(
-    update(SpaceDAO)
-    .where(SpaceDAO.id == _SPACE, _LIVE, _owned_by_caller)
-    .values(name=string_parameter("new_name"), updated_at=func.now())
-    .returning(*_RETURNED)
+    recorded(
+        update(SpaceDAO)
+        .where(SpaceDAO.id == _SPACE, _LIVE, _owned_by_caller)
+        .values(
+            name=string_parameter("new_name"),
+            updated_at=func.now(),
+            change_position=WritePosition(),
+        )
+        .returning(*_RETURNED),
+        kind="space",
+        deleted=False,
+    )
 )
 _MARK_DELETED = Statement(
-    update(SpaceDAO)
-    .where(SpaceDAO.id == _SPACE, _LIVE, _owned_by_caller)
-    .values(deleted_at=func.now(), updated_at=func.now())
-    .returning(SpaceDAO.id)
+    recorded(
+        update(SpaceDAO)
+        .where(SpaceDAO.id == _SPACE, _LIVE, _owned_by_caller)
+        .values(deleted_at=func.now(), updated_at=func.now(), change_position=WritePosition())
+        .returning(SpaceDAO.id, SpaceDAO.organization_id),
+        kind="space",
+        deleted=True,
+        returning=["id"],
+    )
 )
 _ROLE_IN = Statement(
     select(MembershipDAO.role)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -41,6 +42,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from app.db.executor import Executor, Statement
 from app.models.base import BaseDAO, Role
+from app.models.changes import WritePosition, change_position_column, recorded
 from app.models.organizations import (
     MembershipDAO,
     OrganizationDAO,
@@ -123,6 +125,8 @@ class TodoDAO(BaseDAO):
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     """The author; NULL once they deleted their account (the todo stays with its space)."""
+    change_position: Mapped[Decimal] = change_position_column()
+    """The position of the latest write (app.models.changes)."""
 
     @classmethod
     async def create(
@@ -266,7 +270,8 @@ class TodoDAO(BaseDAO):
         return int(row.count)
 
 
-TODOS = TodoDAO.__table__.c
+TODOS = [column for column in TodoDAO.__table__.c if column.name != "change_position"]
+"""What a todo is to its readers: every column but the change log's stamp."""
 _TODO = uuid_parameter("todo_id")
 _CALLER = uuid_parameter("caller_id")
 _SPACE = uuid_parameter("in_space_id")
@@ -280,30 +285,46 @@ _NEW_VALUES: dict[str, BindParameter[Any]] = {
 }
 
 _CREATE = Statement(
-    insert(TodoDAO)
-    .values(
-        space_id=_SPACE,
-        user_id=uuid_parameter("author_id"),
-        title=_NEW_VALUES["title"],
-        content=_NEW_VALUES["content"],
-        done=_NEW_VALUES["done"],
+    recorded(
+        insert(TodoDAO)
+        .values(
+            space_id=_SPACE,
+            user_id=uuid_parameter("author_id"),
+            title=_NEW_VALUES["title"],
+            content=_NEW_VALUES["content"],
+            done=_NEW_VALUES["done"],
+            change_position=WritePosition(),
+        )
+        .returning(*TODOS),
+        kind="todo",
+        deleted=False,
+        via_space=True,
     )
-    .returning(*TODOS)
 )
 _CREATE_VISIBLE = Statement(
-    insert(TodoDAO)
-    .from_select(
-        ["space_id", "user_id", "title", "content", "done"],
-        select(
-            SpaceDAO.id, _CALLER, _NEW_VALUES["title"], _NEW_VALUES["content"], _NEW_VALUES["done"]
-        ).where(
-            SpaceDAO.id == _SPACE,
-            _SPACE_LIVE,
-            membership_of(_CALLER, SpaceDAO.organization_id),
-            token_not_revoked(),
-        ),
+    recorded(
+        insert(TodoDAO)
+        .from_select(
+            ["space_id", "user_id", "title", "content", "done", "change_position"],
+            select(
+                SpaceDAO.id,
+                _CALLER,
+                _NEW_VALUES["title"],
+                _NEW_VALUES["content"],
+                _NEW_VALUES["done"],
+                WritePosition(),
+            ).where(
+                SpaceDAO.id == _SPACE,
+                _SPACE_LIVE,
+                membership_of(_CALLER, SpaceDAO.organization_id),
+                token_not_revoked(),
+            ),
+        )
+        .returning(*TODOS),
+        kind="todo",
+        deleted=False,
+        via_space=True,
     )
-    .returning(*TODOS)
 )
 _VISIBLE = Statement(
     select(*TODOS)
@@ -386,22 +407,39 @@ def _update(fields: tuple[str, ...], by_version: bool) -> Statement:
             **{name: _NEW_VALUES[name] for name in fields},
             version=TodoDAO.version + 1,
             updated_at=func.now(),
+            change_position=WritePosition(),
         )
         .returning(*TODOS)
     )
-    return Statement(stmt.where(_version_in()) if by_version else stmt)
+    if by_version:
+        stmt = stmt.where(_version_in())
+    return Statement(recorded(stmt, kind="todo", deleted=False, via_space=True))
 
 
 def _delete(by_version: bool) -> Statement:
-    stmt = delete(TodoDAO).where(TodoDAO.id == _TODO, _changeable_by_caller()).returning(TodoDAO.id)
-    return Statement(stmt.where(_version_in()) if by_version else stmt)
+    stmt = (
+        delete(TodoDAO)
+        .where(TodoDAO.id == _TODO, _changeable_by_caller())
+        .returning(TodoDAO.id, TodoDAO.space_id)
+    )
+    if by_version:
+        stmt = stmt.where(_version_in())
+    return Statement(recorded(stmt, kind="todo", deleted=True, via_space=True, returning=["id"]))
 
 
 _PURGE_OF_SPACE = Statement(
-    delete(TodoDAO)
-    .where(TodoDAO.id.in_(select(TodoDAO.id).where(TodoDAO.space_id == _SPACE).limit(_BATCH)))
-    .returning(TodoDAO.id)
+    recorded(
+        delete(TodoDAO)
+        .where(TodoDAO.id.in_(select(TodoDAO.id).where(TodoDAO.space_id == _SPACE).limit(_BATCH)))
+        .returning(TodoDAO.id, TodoDAO.space_id),
+        kind="todo",
+        deleted=True,
+        via_space=True,
+        returning=["id"],
+    )
 )
+"""A deleted space's todos leave its organization's change feed as they go: one delete each,
+in the batch that removes them (the space's own delete came first)."""
 _PURGE_OF_ORGANIZATION = Statement(
     delete(TodoDAO)
     .where(
@@ -416,10 +454,21 @@ _PURGE_OF_ORGANIZATION = Statement(
 )
 _author = uuid_parameter("author_id")
 _DISOWN = Statement(
-    update(TodoDAO)
-    .where(TodoDAO.id.in_(select(TodoDAO.id).where(TodoDAO.user_id == _author).limit(_BATCH)))
-    .values(user_id=None, version=TodoDAO.version + 1, updated_at=func.now())
-    .returning(TodoDAO.id)
+    recorded(
+        update(TodoDAO)
+        .where(TodoDAO.id.in_(select(TodoDAO.id).where(TodoDAO.user_id == _author).limit(_BATCH)))
+        .values(
+            user_id=None,
+            version=TodoDAO.version + 1,
+            updated_at=func.now(),
+            change_position=WritePosition(),
+        )
+        .returning(TodoDAO.id, TodoDAO.space_id),
+        kind="todo",
+        deleted=False,
+        via_space=True,
+        returning=["id"],
+    )
 )
 
 _PAGES = {shape: _page(*shape) for shape in itertools.product((False, True), repeat=3)}

@@ -20,8 +20,9 @@ from quart.typing import TestClientProtocol as Client
 from sqlalchemy import func, select, text
 
 from app.db.database import Database
-from app.deletions import purge_deleted
+from app.deletions import PurgeReport, purge_deleted
 from app.models import Daos, MembershipDAO, OrganizationDAO, SpaceDAO, TodoDAO
+from app.models.changes import changes
 from tests.conftest import Caller, Team, create_todo, new_caller, unique_name
 from tests.sql import fetch
 
@@ -112,6 +113,24 @@ async def _stored_in_space(database: Database, space_id: str) -> tuple[int, int]
 
 
 NOTHING = {"todos": 0, "spaces": 0, "memberships": 0, "organizations": 0}
+
+
+async def _logged(database: Database, organization_id: str) -> int:
+    """Entries of the organization's change log (app.models.changes)."""
+    statement = select(func.count()).where(changes.c.organization_id == uuid.UUID(organization_id))
+    (row,) = await fetch(database, select(statement.scalar_subquery().label("entries")))
+    return int(row.entries)
+
+
+def _log_batches_of(report: PurgeReport, logged: int, batch: int) -> list[tuple[str, int]]:
+    """Check the change log went too, in bounded batches after everything else, and return
+    the other batches."""
+    log_batches = [rows for table, rows in report.batches if table == "changes"]
+    assert sum(log_batches) == logged
+    assert all(rows <= batch for rows in log_batches)
+    assert log_batches
+    assert report.batches[-len(log_batches) :] == [("changes", rows) for rows in log_batches]
+    return report.batches[: -len(log_batches)]
 
 
 async def _insert_todos(
@@ -251,10 +270,12 @@ async def test_purge_removes_an_organization_in_bounded_batches_and_nothing_else
     assert before == {"todos": 7, "spaces": 2, "memberships": 5, "organizations": 1}
     other_before = await _stored(live_database, other_id)
     await _delete_organization(live_client, owner, organization_id)
+    logged = await _logged(live_database, organization_id)
+    assert logged > 0
 
     report = await purge_deleted(live_database, Daos.real(), 2)
 
-    assert report.batches == [
+    assert _log_batches_of(report, logged, 2) == [
         ("todos", 2),
         ("todos", 2),
         ("todos", 2),
@@ -266,6 +287,7 @@ async def test_purge_removes_an_organization_in_bounded_batches_and_nothing_else
     ]
     assert all(rows <= 2 for _, rows in report.batches)
     assert await _stored(live_database, organization_id) == NOTHING
+    assert await _logged(live_database, organization_id) == 0
     assert await _stored(live_database, other_id) == other_before
     kept = await live_client.get(f"/todos/{other_todo['id']}", headers=bystander.headers)
     assert kept.status_code == 200
@@ -302,11 +324,13 @@ async def test_an_organization_of_100_000_todos_is_removed_in_batches_of_5_000(
         f"purged in {purged - purging:.1f} s; batches {Counter(report.batches)}"
     )
     assert [rows for table, rows in report.batches if table == "todos"] == [BULK_BATCH] * 20
-    assert [entry for entry in report.batches if entry[0] != "todos"] == [
+    assert [entry for entry in report.batches if entry[0] not in {"todos", "changes"}] == [
         ("spaces", 4),
         ("memberships", 2),
     ]
-    assert report.rows() == {"todos": BULK_TODOS, "spaces": 4, "memberships": 2}
+    rows = report.rows()
+    assert rows.pop("changes") >= 1  # the organization's own log, written through the API
+    assert rows == {"todos": BULK_TODOS, "spaces": 4, "memberships": 2}
     assert await _stored(live_database, organization_id) == NOTHING
 
 
@@ -336,9 +360,15 @@ async def test_an_interrupted_purge_is_finished_by_the_next_pass(
         await live_client.get(f"/organizations/{organization_id}", headers=owner.headers)
     ).status_code == 404
 
+    logged = await _logged(live_database, organization_id)
+
     report = await purge_deleted(live_database, daos, 3)
 
-    assert report.batches == [("todos", 1), ("spaces", 1), ("memberships", 2)]
+    assert _log_batches_of(report, logged, 3) == [
+        ("todos", 1),
+        ("spaces", 1),
+        ("memberships", 2),
+    ]
     assert await _stored(live_database, organization_id) == NOTHING
 
 

@@ -38,7 +38,12 @@ NOTEBOOKS_DIR = Path(
 )
 """The checkout's notebooks; in the development container (the source alone at /app) Compose
 mounts them elsewhere and says where."""
-NOTEBOOKS = ("01-database.ipynb", "02-rest-api.ipynb", "03-stress-test.ipynb")
+NOTEBOOKS = (
+    "01-database.ipynb",
+    "02-rest-api.ipynb",
+    "03-stress-test.ipynb",
+    "04-live-changes.ipynb",
+)
 
 if not NOTEBOOKS_DIR.is_dir():
     pytest.skip(
@@ -212,6 +217,22 @@ def test_stress_notebook_measures_every_level_without_5xx(
     summary = outputs_of(notebook, "text/html")[0]
     assert "throughput (req/s)" in summary
     assert "p99 (ms)" in summary
+
+
+def test_live_changes_notebook_plots_the_delivery_of_every_change(
+    service: Service, kernel_specs: KernelSpecManager
+) -> None:
+    notebook = execute(
+        "04-live-changes.ipynb",
+        kernel_specs,
+        **client_env(service),
+        LIVE_STREAMS="5",
+        LIVE_SECONDS="2",
+    )
+
+    assert len(outputs_of(notebook, "image/png")) == 1, "the delivery latency plots"
+    summary = outputs_of(notebook, "text/html")[-1]
+    assert "delivery latency (ms)" in summary
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -153,6 +153,8 @@ def _authenticated_requests(
         ),
         ("PATCH", member_route, member, {"role": "owner"}),
         ("DELETE", member_route, member, None),
+        ("GET", organization_route + "/changes", f"{organization}/changes", None),
+        ("GET", organization_route + "/events", f"{organization}/events", None),
         ("GET", "/spaces", "/spaces", None),
         ("GET", "/spaces", f"/spaces?organization_id={account.organization_id}", None),
         (

@@ -1,0 +1,294 @@
+"""Live change streams: the change feed pushed to clients as it commits, on every replica.
+
+Each process polls the change log (app.models.changes) every `POLL_INTERVAL_SECONDS`, so a
+write through any replica reaches the streams of every replica; PostgreSQL's LISTEN/NOTIFY
+would only shorten the wait, and CockroachDB has none. The polling is shared:
+
+- per organization with open streams, one statement per poll asks whether the log has
+  anything new below the horizon (an idle stream costs nothing more);
+- per *channel* (the streams of one organization opened with one access token), one feed
+  read per batch of changes, whatever the number of streams on it; its changes go to each
+  of them, each stream skipping what its own catch-up already sent;
+- per channel, every `ACCESS_CHECK_SECONDS`, one check that the token still counts and its
+  user is still a member: a stream ends within a second of its caller losing access.
+
+A stream first catches up by itself (a snapshot without a token, or the feed after its
+`Last-Event-ID`), then joins its channel once it is level with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from app.api.feed_tokens import FeedToken
+from app.db.database import Database
+from app.db.executor import Executor
+from app.db.failures import DatabaseUnavailable
+from app.errors import NotFound
+from app.feed import FeedPage, read_feed
+from app.models import Daos
+from app.models.changes import NO_OBJECT, Cursor
+from app.models.sessions import Caller
+from app.schemas import ChangeOut
+from app.signals import STREAMS_END_SIGNAL
+
+log = structlog.get_logger(__name__)
+
+POLL_INTERVAL_SECONDS = 0.2
+ACCESS_CHECK_SECONDS = 0.5
+READ_LIMIT = 1000
+SHUTDOWN_RETRY_MS = 1000
+"""The `retry:` hint sent when the server shuts down: reconnect (to another replica) soon."""
+
+
+@dataclass(frozen=True)
+class Event:
+    change: ChangeOut
+    after: FeedToken
+
+
+@dataclass(frozen=True)
+class End:
+    """The last item of a stream: why it ends, and a reconnection hint if it should."""
+
+    reason: str
+    retry_ms: int | None = None
+
+
+@dataclass(eq=False)
+class Stream:
+    user_id: uuid.UUID
+    token: FeedToken
+    queue: asyncio.Queue[Event | End] = field(default_factory=asyncio.Queue)
+
+    def push(self, page: FeedPage) -> None:
+        """Queue a page this stream read itself, from its own token."""
+        for change, after in zip(page.changes, page.after, strict=True):
+            self.queue.put_nowait(Event(change, after))
+        self.token = page.next
+
+    def push_shared(self, page: FeedPage) -> None:
+        """Queue what this stream has not had yet of a page its channel read: the stream may
+        have read past the channel's token by itself while catching up."""
+        mine = _key(self.token)
+        for change, after in zip(page.changes, page.after, strict=True):
+            if _key(after) > mine:
+                self.queue.put_nowait(Event(change, after))
+        if _key(page.next) > mine:
+            self.token = page.next
+
+    def end(self, reason: str, retry_ms: int | None = None) -> None:
+        self.queue.put_nowait(End(reason, retry_ms))
+
+
+def _key(token: FeedToken) -> tuple[object, ...]:
+    """Where a log token stands, comparable with another's."""
+    if not token.after:
+        return (token.position, "", NO_OBJECT)
+    kind, object_id = token.after
+    return (token.position, kind, uuid.UUID(object_id))
+
+
+@dataclass(eq=False)
+class Channel:
+    organization_id: uuid.UUID
+    caller: Caller
+    token: FeedToken
+    streams: set[Stream] = field(default_factory=set)
+    checked_at: float = 0.0
+
+
+class TooManyStreams(Exception):
+    pass
+
+
+class LiveChanges:
+    """The streams of this process and the task that feeds them."""
+
+    def __init__(
+        self, database: Database, daos: Daos, max_streams_per_user: int, retention: timedelta
+    ) -> None:
+        self.database = database
+        self.daos = daos
+        self.max_streams_per_user = max_streams_per_user
+        self.retention = retention
+        self.channels: dict[tuple[uuid.UUID, Caller], Channel] = {}
+        self.per_user: Counter[uuid.UUID] = Counter()
+        self.closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self.end_all()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def end_all(self) -> None:
+        """The server is shutting down: end every stream at once, with a `retry:` hint."""
+        self.closing = True
+        for channel in self.channels.values():
+            for stream in channel.streams:
+                stream.end("the server is shutting down", SHUTDOWN_RETRY_MS)
+
+    # Streams --------------------------------------------------------------------------------
+
+    def reserve(self, user_id: uuid.UUID) -> None:
+        """Count a stream of `user_id` in, or refuse it (TooManyStreams)."""
+        if self.per_user[user_id] >= self.max_streams_per_user:
+            raise TooManyStreams
+        self.per_user[user_id] += 1
+
+    def release(self, user_id: uuid.UUID) -> None:
+        self.per_user[user_id] -= 1
+        if self.per_user[user_id] <= 0:
+            del self.per_user[user_id]
+
+    async def read(
+        self, caller: Caller, token: FeedToken | None, organization_id: uuid.UUID
+    ) -> FeedPage:
+        """One page of the feed as `caller` sees it; NotFound once they may not."""
+
+        async def work(executor: Executor) -> FeedPage:
+            if (
+                await self.daos.memberships.role_of(executor, organization_id, caller.user_id)
+                is None
+            ):
+                raise NotFound("organization")
+            return await read_feed(
+                executor,
+                self.daos,
+                organization_id,
+                caller.user_id,
+                token,
+                READ_LIMIT,
+                self.retention,
+            )
+
+        return await self.database.run(work)
+
+    async def join(self, stream: Stream, caller: Caller) -> None:
+        """Catch `stream` up from its token by itself, then add it to its channel, whose
+        reads it then shares."""
+        organization_id = stream.token.organization_id
+        key = (organization_id, caller)
+        while True:
+            channel = self.channels.get(key)
+            if channel is not None and _key(stream.token) >= _key(channel.token):
+                channel.streams.add(stream)  # no await since the comparison: still level
+                return
+            page = await self.read(caller, stream.token, organization_id)
+            stream.push(page)
+            if page.more:
+                continue
+            if key not in self.channels:
+                self.channels[key] = Channel(organization_id, caller, stream.token, {stream})
+                return
+
+    def leave(self, stream: Stream, caller: Caller) -> None:
+        key = (stream.token.organization_id, caller)
+        channel = self.channels.get(key)
+        if channel is not None:
+            channel.streams.discard(stream)
+            if not channel.streams:
+                del self.channels[key]
+
+    # Polling --------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(POLL_INTERVAL_SECONDS)
+            try:
+                await self._poll(loop.time())
+            except DatabaseUnavailable:
+                continue  # the streams wait; the next poll catches up
+            except Exception:  # the poller must outlive any one failure
+                log.exception("polling the change log failed")
+
+    async def _poll(self, now: float) -> None:
+        by_organization: dict[uuid.UUID, list[Channel]] = {}
+        for channel in list(self.channels.values()):
+            by_organization.setdefault(channel.organization_id, []).append(channel)
+        for organization_id, channels in by_organization.items():
+            oldest = min((channel.token for channel in channels), key=_key)
+            if await self._anything_new(organization_id, oldest):
+                for channel in channels:
+                    await self._read_channel(channel)
+            for channel in channels:
+                if now - channel.checked_at >= ACCESS_CHECK_SECONDS:
+                    channel.checked_at = now
+                    await self._check_access(channel)
+
+    async def _anything_new(self, organization_id: uuid.UUID, oldest: FeedToken) -> bool:
+        kind, object_id = oldest.after or ("", str(NO_OBJECT))
+        cursor = Cursor(oldest.position, kind, uuid.UUID(object_id))
+        window = await self.database.run(
+            lambda x: self.daos.changes.window(x, organization_id, cursor, 1, self.retention),
+            single_statement=True,
+        )
+        return bool(window.entries)
+
+    async def _read_channel(self, channel: Channel) -> None:
+        while channel.streams:
+            try:
+                page = await self.read(channel.caller, channel.token, channel.organization_id)
+            except NotFound:
+                self._end_channel(channel, "the caller can no longer see this organization")
+                return
+            for stream in channel.streams:
+                stream.push_shared(page)
+            channel.token = page.next
+            if not page.more:
+                return
+
+    async def _check_access(self, channel: Channel) -> None:
+        caller = channel.caller
+        if caller.expires_at <= datetime.now(UTC):
+            self._end_channel(channel, "the access token expired")
+            return
+
+        async def check(executor: Executor) -> str | None:
+            if not await self.daos.sessions.is_valid(executor, caller):
+                return "the access token was revoked"
+            role = await self.daos.memberships.role_of(
+                executor, channel.organization_id, caller.user_id
+            )
+            return "the caller can no longer see this organization" if role is None else None
+
+        reason = await self.database.run(check)
+        if reason is not None:
+            self._end_channel(channel, reason)
+
+    def _end_channel(self, channel: Channel, reason: str) -> None:
+        for stream in channel.streams:
+            stream.end(reason)
+        self.channels.pop((channel.organization_id, channel.caller), None)
+
+
+def end_streams_on_shutdown_signal(live: LiveChanges) -> Callable[[], None]:
+    """End every stream when STREAMS_END_SIGNAL arrives; returns what undoes it."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(STREAMS_END_SIGNAL, live.end_all)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return lambda: None  # no signals here (not the main thread, or not Unix)
+
+    def undo() -> None:
+        loop.remove_signal_handler(STREAMS_END_SIGNAL)
+
+    return undo
