@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import structlog
 
 from app.api.feed_tokens import FeedToken
@@ -34,6 +35,7 @@ from app.db.executor import Executor
 from app.db.failures import DatabaseUnavailable
 from app.errors import NotFound
 from app.feed import FeedPage, read_feed
+from app.memory import release_free_memory
 from app.models import Daos
 from app.models.changes import NO_OBJECT, Cursor
 from app.models.sessions import Caller
@@ -45,14 +47,44 @@ log = structlog.get_logger(__name__)
 POLL_INTERVAL_SECONDS = 0.2
 ACCESS_CHECK_SECONDS = 0.5
 READ_LIMIT = 1000
+TRIM_INTERVAL_SECONDS = 5.0
 SHUTDOWN_RETRY_MS = 1000
 """The `retry:` hint sent when the server shuts down: reconnect (to another replica) soon."""
 
 
-@dataclass(frozen=True)
-class Event:
-    change: ChangeOut
-    after: FeedToken
+class Rendered:
+    """A page's events as the bytes of the stream, each rendered once however many streams
+    send it (serialising and signing per stream made 1,000 streams CPU-bound)."""
+
+    def __init__(self, page: FeedPage, key: str) -> None:
+        self.page = page
+        self.key = key
+        self._events: list[bytes] | None = None
+
+    def events(self) -> list[bytes]:
+        if self._events is None:
+            self._events = [
+                render_event(change, after, self.key)
+                for change, after in zip(self.page.changes, self.page.after, strict=True)
+            ]
+        return self._events
+
+    def after(self, token: FeedToken) -> bytes:
+        """The events after `token`, as one chunk."""
+        mine = _key(token)
+        events = self.events()
+        if not self.page.after or _key(self.page.after[0]) > mine:
+            return b"".join(events)
+        return b"".join(
+            event
+            for event, after in zip(events, self.page.after, strict=True)
+            if _key(after) > mine
+        )
+
+
+def render_event(change: ChangeOut, after: FeedToken, key: str) -> bytes:
+    data = orjson.dumps(change.model_dump(mode="json"))
+    return b"id: " + after.encode(key).encode() + b"\nevent: change\ndata: " + data + b"\n\n"
 
 
 @dataclass(frozen=True)
@@ -67,23 +99,21 @@ class End:
 class Stream:
     user_id: uuid.UUID
     token: FeedToken
-    queue: asyncio.Queue[Event | End] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[bytes | End] = field(default_factory=asyncio.Queue)
 
-    def push(self, page: FeedPage) -> None:
+    def push(self, page: Rendered) -> None:
         """Queue a page this stream read itself, from its own token."""
-        for change, after in zip(page.changes, page.after, strict=True):
-            self.queue.put_nowait(Event(change, after))
-        self.token = page.next
+        if page.page.changes:
+            self.queue.put_nowait(b"".join(page.events()))
+        self.token = page.page.next
 
-    def push_shared(self, page: FeedPage) -> None:
-        """Queue what this stream has not had yet of a page its channel read: the stream may
-        have read past the channel's token by itself while catching up."""
-        mine = _key(self.token)
-        for change, after in zip(page.changes, page.after, strict=True):
-            if _key(after) > mine:
-                self.queue.put_nowait(Event(change, after))
-        if _key(page.next) > mine:
-            self.token = page.next
+    def push_shared(self, page: Rendered) -> None:
+        """Queue what this stream has not had yet of a page its channel read: while catching
+        up by itself, it may have read past the channel's token."""
+        if chunk := page.after(self.token):
+            self.queue.put_nowait(chunk)
+        if _key(page.page.next) > _key(self.token):
+            self.token = page.page.next
 
     def end(self, reason: str, retry_ms: int | None = None) -> None:
         self.queue.put_nowait(End(reason, retry_ms))
@@ -114,15 +144,23 @@ class LiveChanges:
     """The streams of this process and the task that feeds them."""
 
     def __init__(
-        self, database: Database, daos: Daos, max_streams_per_user: int, retention: timedelta
+        self,
+        database: Database,
+        daos: Daos,
+        *,
+        max_streams_per_user: int,
+        retention: timedelta,
+        signing_key: Callable[[], str],
     ) -> None:
         self.database = database
+        self.signing_key = signing_key
         self.daos = daos
         self.max_streams_per_user = max_streams_per_user
         self.retention = retention
         self.channels: dict[tuple[uuid.UUID, Caller], Channel] = {}
         self.per_user: Counter[uuid.UUID] = Counter()
         self.closing = False
+        self.opened_since_trim = False
         self._task: asyncio.Task[None] | None = None
 
     # Lifecycle ------------------------------------------------------------------------------
@@ -188,11 +226,12 @@ class LiveChanges:
         key = (organization_id, caller)
         while True:
             channel = self.channels.get(key)
+            self.opened_since_trim = True
             if channel is not None and _key(stream.token) >= _key(channel.token):
                 channel.streams.add(stream)  # no await since the comparison: still level
                 return
             page = await self.read(caller, stream.token, organization_id)
-            stream.push(page)
+            stream.push(Rendered(page, self.signing_key()))
             if page.more:
                 continue
             if key not in self.channels:
@@ -211,10 +250,17 @@ class LiveChanges:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        trimmed_at = 0.0
         while True:
             await asyncio.sleep(POLL_INTERVAL_SECONDS)
+            now = loop.time()
+            if self.opened_since_trim and now - trimmed_at >= TRIM_INTERVAL_SECONDS:
+                # Opening streams reads a feed page each, whose objects are freed at once:
+                # below the streams that stay, glibc keeps those pages (app.memory).
+                self.opened_since_trim, trimmed_at = False, now
+                release_free_memory()
             try:
-                await self._poll(loop.time())
+                await self._poll(now)
             except DatabaseUnavailable:
                 continue  # the streams wait; the next poll catches up
             except Exception:  # the poller must outlive any one failure
@@ -250,8 +296,9 @@ class LiveChanges:
             except NotFound:
                 self._end_channel(channel, "the caller can no longer see this organization")
                 return
+            rendered = Rendered(page, self.signing_key())
             for stream in channel.streams:
-                stream.push_shared(page)
+                stream.push_shared(rendered)
             channel.token = page.next
             if not page.more:
                 return

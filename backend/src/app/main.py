@@ -65,6 +65,7 @@ def create_app(
         app.extensions["daos"],
         max_streams_per_user=settings.events_max_streams_per_user,
         retention=timedelta(seconds=settings.changes_retention_seconds),
+        signing_key=settings.signing_key,
     )
     QuartSchema(
         app,

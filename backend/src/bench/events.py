@@ -4,14 +4,15 @@ From backend/src (`backend/dev python -m bench.events`):
 
 1. starts an embedded PostgreSQL, migrates it and seeds a user, an organization and a space;
    starts `minor-illusion serve` (one worker) on it;
-2. measures the write throughput (POST /todos from `--writers` keep-alive connections) and
-   the p99 of GET /todos/{id} with no stream open;
+2. measures the p99 of GET /todos/{id}, the write throughput (POST /todos from `--writers`
+   keep-alive connections) and the memory with no stream open;
 3. for each stream count of `--streams` (100 and 1,000 by default): opens that many streams
    on the organization (`--tokens` access tokens of the user, so as many channels), then
    - writes one todo every 1/`--rate` s for `--duration` s and measures, for every event on
      every stream, the time from the writer's acknowledged commit to its delivery (p50, p99);
-   - measures the write throughput and the GET p99 again, with the streams open;
-   - reads the service's resident memory, against the same before any stream;
+   - with the streams open and idle, reads the service's resident memory and measures the
+     p99 of GET /todos/{id}, against the same before any stream;
+   - measures the write throughput with the streams open (each write goes to every one);
 4. prints a table; `--json PATH` writes the figures.
 
 Delivery is timed from the moment the writer has the 201 (the commit happened before it), so
@@ -117,7 +118,7 @@ def _run_in(args: argparse.Namespace, workdir: Path) -> list[Phase]:
         seeded = prepare(bench_settings(database_url, workdir / "data"), 1)
         port = free_port()
         env = serve_env(database_url, workdir / "serve-data")
-        env["EVENTS_MAX_STREAMS_PER_USER"] = str(max(args.streams))
+        env["EVENTS_MAX_STREAMS_PER_USER"] = str(2 * sum(args.streams))
         env.setdefault("LOG_LEVEL", "WARNING")
         config = write_hypercorn_config(workdir / "hypercorn.toml", "uvloop")
         command = serve_command(config, port, 1)
@@ -133,9 +134,11 @@ def _run_in(args: argparse.Namespace, workdir: Path) -> list[Phase]:
 async def _phases(
     args: argparse.Namespace, port: int, pid: int, seeded: Seeded, tokens: list[str]
 ) -> list[Phase]:
-    since = await _caught_up_token(port, seeded, tokens[0])
     phases = [await _measure(args, port, pid, seeded, tokens, None)]
     for count in args.streams:
+        # From where the feed stands now: what the streams measure is delivery, not each
+        # one catching up on the throughput runs' thousands of todos.
+        since = await _caught_up_token(port, seeded, tokens[0])
         _progress(f"opening {count} streams")
         streams = [
             Stream(port, seeded, tokens[index % len(tokens)], since) for index in range(count)
@@ -160,14 +163,16 @@ async def _measure(
 ) -> Phase:
     count = len(streams or [])
     latency = None
+    await asyncio.sleep(6)  # idle: the streams open, nothing written
+    idle = memory_of(pid)
+    _progress(f"{count} idle streams: GET p99")
+    get_p99 = await _get_p99(port, seeded, tokens[0])
     if streams:
         _progress(f"{count} streams: delivery of {args.rate:g} todos/s for {args.duration:g} s")
         latency = await _delivery(args, port, seeded, tokens[0], streams)
-    _progress(f"{count} streams: write throughput and GET p99")
+    _progress(f"{count} streams: write throughput")
     writes = await _write_throughput(args, port, seeded, tokens[0])
-    get_p99 = await _get_p99(port, seeded, tokens[0])
-    memory = memory_of(pid)
-    return Phase(count, writes, get_p99 * 1000, memory.rss_mb if memory else float("nan"), latency)
+    return Phase(count, writes, get_p99 * 1000, idle.rss_mb if idle else float("nan"), latency)
 
 
 async def _caught_up_token(port: int, seeded: Seeded, token: str) -> str:
@@ -298,7 +303,9 @@ class Stream:
 
 def _print(phases: list[Phase]) -> None:
     base = phases[0]
-    print("streams  delivery p50  delivery p99  missing  writes/s (ratio)  GET p99   RSS (added)")
+    print(
+        "streams  delivery p50  delivery p99  missing  writes/s (ratio)  GET p99   idle RSS (added)"
+    )
     for phase in phases:
         latency = phase.latency
         p50 = f"{latency.percentile(0.5) * 1000:8.1f} ms" if latency else "         -"

@@ -14,7 +14,7 @@ from quart_schema import document_headers, document_querystring, document_respon
 from app.api.changes import decode_token
 from app.api.context import current_caller, document_errors, requires_auth, settings
 from app.errors import NotFound, ServiceUnavailable, TooManyRequests
-from app.live import End, Event, LiveChanges, Stream, TooManyStreams
+from app.live import End, LiveChanges, Rendered, Stream, TooManyStreams
 from app.schemas import EventsHeaders, EventsQuery, EventStream
 
 bp = Blueprint("events", __name__)
@@ -56,8 +56,7 @@ async def follow_events(organization_id: uuid.UUID) -> Response:
         streams.release(caller.user_id)
         raise
     stream = Stream(caller.user_id, page.next)
-    stream.push(page)
-    key = config.signing_key()
+    stream.push(Rendered(page, config.signing_key()))
     heartbeat = config.events_heartbeat_seconds
 
     async def events() -> AsyncIterator[bytes]:
@@ -65,14 +64,15 @@ async def follow_events(organization_id: uuid.UUID) -> Response:
             await streams.join(stream, caller)
             while True:
                 try:
-                    item = await asyncio.wait_for(stream.queue.get(), heartbeat)
+                    async with asyncio.timeout(heartbeat):  # no task per wait, unlike wait_for
+                        item = await stream.queue.get()
                 except TimeoutError:
                     yield b": heartbeat\n\n"
                     continue
                 if isinstance(item, End):
                     yield _end(item)
                     return
-                yield _event(item, key)
+                yield item
         except NotFound:
             yield _end(End("the caller can no longer see this organization"))
         finally:
@@ -86,11 +86,6 @@ async def follow_events(organization_id: uuid.UUID) -> Response:
     )
     response.timeout = None
     return response
-
-
-def _event(item: Event, key: str) -> bytes:
-    data = orjson.dumps(item.change.model_dump(mode="json"))
-    return b"id: " + item.after.encode(key).encode() + b"\nevent: change\ndata: " + data + b"\n\n"
 
 
 def _end(item: End) -> bytes:
