@@ -235,6 +235,11 @@ def _serve_with_worker_processes(config: Config) -> int:
     # One malloc arena in the workers (glibc reads this as a process starts): see
     # app.memory. An operator's own setting wins.
     os.environ.setdefault("MALLOC_ARENA_MAX", "1")
+    # Ignored from birth in the workers (an ignored signal stays ignored through exec), until
+    # each app serves and handles it: one that is still starting must not die of it.
+    from app.signals import STREAMS_END_SIGNAL
+
+    signal.signal(STREAMS_END_SIGNAL, signal.SIG_IGN)
     with _stop_listening_on_shutdown():
         exit_code = 0 if _stopped_cleanly(run(config)) else 1
     # The caller stops the embedded PostgreSQL next: not while a worker still serves.
@@ -252,8 +257,12 @@ def worker_app() -> Quart:
     the master alone decides, and `_wait_for_workers` waits for every worker to drain.
     """
     from app.main import create_app
+    from app.signals import STREAMS_END_SIGNAL
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The supervisor's word to end live streams (app.live) may come before the app serves,
+    # when its handler is not there yet: by default it would end the process.
+    signal.signal(STREAMS_END_SIGNAL, signal.SIG_IGN)
     return create_app()
 
 

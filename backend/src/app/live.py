@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -337,5 +338,7 @@ def end_streams_on_shutdown_signal(live: LiveChanges) -> Callable[[], None]:
 
     def undo() -> None:
         loop.remove_signal_handler(STREAMS_END_SIGNAL)
+        # Not back to the default, which ends the process: a supervisor may still send it.
+        signal.signal(STREAMS_END_SIGNAL, signal.SIG_IGN)
 
     return undo
