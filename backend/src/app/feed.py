@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from app.api.feed_tokens import STAGES, FeedToken, cursor_values, log_cursor
+from app.api.feed_tokens import STAGES, FeedToken, cursor_values
 from app.db.executor import Executor, Row
 from app.errors import Gone
 from app.models import Daos
-from app.models.changes import Cursor, Kind
+from app.models.changes import Kind
 from app.schemas import ChangeOut, MemberOut, OrganizationOut, ResponseModel, SpaceOut, TodoOut
 
 TOO_OLD = (
@@ -122,10 +122,7 @@ async def _log_step(
     if limit <= 0:
         page.next, page.more = token, True
         return
-    kind, object_id = log_cursor(token.after)
-    window = await daos.changes.window(
-        executor, organization_id, Cursor(token.position, kind, object_id), limit, retention
-    )
+    window = await daos.changes.window(executor, organization_id, token.cursor(), limit, retention)
     if window.oldest_allowed is not None and token.position < window.oldest_allowed:
         raise Gone(TOO_OLD)
     wanted: dict[str, set[uuid.UUID]] = defaultdict(set)

@@ -38,7 +38,6 @@ from app.errors import NotFound
 from app.feed import FeedPage, read_feed
 from app.memory import release_free_memory
 from app.models import Daos
-from app.models.changes import NO_OBJECT, Cursor
 from app.models.sessions import Caller
 from app.schemas import ChangeOut
 from app.signals import STREAMS_END_SIGNAL
@@ -72,14 +71,14 @@ class Rendered:
 
     def after(self, token: FeedToken) -> bytes:
         """The events after `token`, as one chunk."""
-        mine = _key(token)
+        mine = token.cursor()
         events = self.events()
-        if not self.page.after or _key(self.page.after[0]) > mine:
+        if not self.page.after or self.page.after[0].cursor() > mine:
             return b"".join(events)
         return b"".join(
             event
             for event, after in zip(events, self.page.after, strict=True)
-            if _key(after) > mine
+            if after.cursor() > mine
         )
 
 
@@ -113,19 +112,11 @@ class Stream:
         up by itself, it may have read past the channel's token."""
         if chunk := page.after(self.token):
             self.queue.put_nowait(chunk)
-        if _key(page.page.next) > _key(self.token):
+        if page.page.next.cursor() > self.token.cursor():
             self.token = page.page.next
 
     def end(self, reason: str, retry_ms: int | None = None) -> None:
         self.queue.put_nowait(End(reason, retry_ms))
-
-
-def _key(token: FeedToken) -> tuple[object, ...]:
-    """Where a log token stands, comparable with another's."""
-    if not token.after:
-        return (token.position, "", NO_OBJECT)
-    kind, object_id = token.after
-    return (token.position, kind, uuid.UUID(object_id))
 
 
 @dataclass(eq=False)
@@ -228,7 +219,7 @@ class LiveChanges:
         while True:
             channel = self.channels.get(key)
             self.opened_since_trim = True
-            if channel is not None and _key(stream.token) >= _key(channel.token):
+            if channel is not None and stream.token.cursor() >= channel.token.cursor():
                 channel.streams.add(stream)  # no await since the comparison: still level
                 return
             page = await self.read(caller, stream.token, organization_id)
@@ -272,7 +263,7 @@ class LiveChanges:
         for channel in list(self.channels.values()):
             by_organization.setdefault(channel.organization_id, []).append(channel)
         for organization_id, channels in by_organization.items():
-            oldest = min((channel.token for channel in channels), key=_key)
+            oldest = min((channel.token for channel in channels), key=FeedToken.cursor)
             if await self._anything_new(organization_id, oldest):
                 for channel in channels:
                     await self._read_channel(channel)
@@ -282,8 +273,7 @@ class LiveChanges:
                     await self._check_access(channel)
 
     async def _anything_new(self, organization_id: uuid.UUID, oldest: FeedToken) -> bool:
-        kind, object_id = oldest.after or ("", str(NO_OBJECT))
-        cursor = Cursor(oldest.position, kind, uuid.UUID(object_id))
+        cursor = oldest.cursor()
         window = await self.database.run(
             lambda x: self.daos.changes.window(x, organization_id, cursor, 1, self.retention),
             single_statement=True,

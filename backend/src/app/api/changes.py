@@ -21,7 +21,7 @@ from app.api.context import (
     settings,
     transaction,
 )
-from app.api.feed_tokens import BadToken, FeedToken, cursor_values, log_cursor
+from app.api.feed_tokens import BadToken, FeedToken, cursor_values
 from app.api.validation import query_args
 from app.db.executor import Executor
 from app.errors import InvalidInput, NotFound
@@ -66,7 +66,7 @@ def decode_token(text: str, keys: tuple[str, ...], organization_id: uuid.UUID) -
     try:
         token = FeedToken.decode(text, keys, organization_id)
         if token.stage == "changes":
-            log_cursor(token.after)
+            token.cursor()
         elif token.after:
             cursor_values(token.stage, token.after)
     except (BadToken, ValueError) as error:

@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from app.models.changes import KINDS, Kind
+from app.models.changes import KINDS, Cursor
 
 STAGES: tuple[str, ...] = ("organization", "member", "space", "todo", "changes")
 """A snapshot's stages (one per kind, in SNAPSHOT_ORDER) and then the log."""
@@ -39,6 +39,16 @@ class FeedToken:
     """In a snapshot: the horizon it started at. In the log: the cursor's position."""
     after: tuple[str, ...] = ()
     """In a snapshot: the last object's cursor values. In the log: (kind, object id)."""
+
+    def cursor(self) -> Cursor:
+        """Where a log token stands in the log (comparable with another's); BadToken for a
+        log cursor naming no kind of object."""
+        if not self.after:
+            return Cursor(self.position)
+        kind, object_id = self.after
+        if kind not in KINDS:
+            raise BadToken("not a change feed token")
+        return Cursor(self.position, kind, uuid.UUID(object_id))
 
     def encode(self, key: str) -> str:
         body = json.dumps(
@@ -96,12 +106,3 @@ def cursor_values(stage: str, values: tuple[str, ...]) -> tuple[Any, ...]:
         return uuid.UUID(space_id), datetime.fromisoformat(created_at), uuid.UUID(todo_id)
     (object_id,) = values
     return (uuid.UUID(object_id),)
-
-
-def log_cursor(values: tuple[str, ...]) -> tuple[Kind | str, uuid.UUID]:
-    if not values:
-        return "", uuid.UUID(int=0)
-    kind, object_id = values
-    if kind not in KINDS:
-        raise BadToken("not a change feed token")
-    return kind, uuid.UUID(object_id)

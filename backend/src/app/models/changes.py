@@ -193,7 +193,7 @@ NO_OBJECT = uuid.UUID(int=0)
 """The smallest id: a cursor at a bare position comes before every entry at it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Cursor:
     """A place in an organization's log: entries strictly after it are still to come."""
 

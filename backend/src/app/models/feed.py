@@ -8,11 +8,11 @@ object's `change_position`, which the feed compares with the log (app.models.cha
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Numeric, String, any_, bindparam, select, tuple_
+from sqlalchemy import Numeric, any_, bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from app.db.executor import Executor, Row, Statement
@@ -79,8 +79,8 @@ _IDS = bindparam("object_ids", type_=ARRAY(UUID(as_uuid=True)))
 _BELOW = bindparam("below", type_=Numeric())
 
 
-def _organization(ids: bool) -> Any:
-    stmt = (
+def _organization() -> Any:
+    return (
         select(
             OrganizationDAO.id.label("object_id"),
             OrganizationDAO.change_position,
@@ -96,11 +96,10 @@ def _organization(ids: bool) -> Any:
         )
         .where(OrganizationDAO.id == _ORGANIZATION, OrganizationDAO.deleted_at.is_(None))
     )
-    return stmt.where(OrganizationDAO.id == any_(_IDS)) if ids else stmt
 
 
-def _members(ids: bool) -> Any:
-    stmt = (
+def _members() -> Any:
+    return (
         select(
             MembershipDAO.user_id.label("object_id"),
             MembershipDAO.change_position,
@@ -113,7 +112,6 @@ def _members(ids: bool) -> Any:
         .join(UserDAO, UserDAO.id == MembershipDAO.user_id)
         .where(MembershipDAO.organization_id == _ORGANIZATION)
     )
-    return stmt.where(MembershipDAO.user_id == any_(_IDS)) if ids else stmt
 
 
 _SPACE_COLUMNS = (
@@ -125,30 +123,30 @@ _SPACE_COLUMNS = (
 )
 
 
-def _spaces(ids: bool) -> Any:
-    stmt = select(SpaceDAO.id.label("object_id"), SpaceDAO.change_position, *_SPACE_COLUMNS).where(
+def _spaces() -> Any:
+    return select(SpaceDAO.id.label("object_id"), SpaceDAO.change_position, *_SPACE_COLUMNS).where(
         SpaceDAO.organization_id == _ORGANIZATION, SpaceDAO.deleted_at.is_(None)
     )
-    return stmt.where(SpaceDAO.id == any_(_IDS)) if ids else stmt
 
 
-def _todos(ids: bool) -> Any:
-    stmt = (
+def _todos() -> Any:
+    return (
         select(TodoDAO.id.label("object_id"), TodoDAO.change_position, *TODOS)
         .join(SpaceDAO, SpaceDAO.id == TodoDAO.space_id)
         .where(SpaceDAO.organization_id == _ORGANIZATION, SpaceDAO.deleted_at.is_(None))
     )
-    return stmt.where(TodoDAO.id == any_(_IDS)) if ids else stmt
 
 
-_BUILDERS: dict[Kind, Callable[[bool], Any]] = {
-    "organization": _organization,
-    "member": _members,
-    "space": _spaces,
-    "todo": _todos,
+_VISIBLE: dict[Kind, Any] = {
+    "organization": _organization(),
+    "member": _members(),
+    "space": _spaces(),
+    "todo": _todos(),
 }
+"""Each kind's visible objects in the organization, with their ids and latest positions."""
 _CURRENT: dict[Kind, Statement] = {
-    kind: Statement(build(True)) for kind, build in _BUILDERS.items()
+    kind: Statement(visible.where(visible.selected_columns.object_id == any_(_IDS)))
+    for kind, visible in _VISIBLE.items()
 }
 
 _CURSOR_COLUMNS: dict[Kind, tuple[Any, ...]] = {
@@ -165,22 +163,13 @@ _CURSOR_PARAMETERS: dict[Kind, tuple[str, ...]] = {
 
 
 def _cursor_parameter(column: Any, name: str) -> Any:
-    if column.name == "created_at":
-        return timestamp_parameter(name)
-    if column.type.__class__.__name__ == "String":
-        return bindparam(name, type_=String())
-    return uuid_parameter(name)
+    return timestamp_parameter(name) if column.name == "created_at" else uuid_parameter(name)
 
 
 def _snapshot(kind: Kind, after: bool) -> Statement:
     columns = _CURSOR_COLUMNS[kind]
-    position = {
-        "organization": OrganizationDAO.change_position,
-        "member": MembershipDAO.change_position,
-        "space": SpaceDAO.change_position,
-        "todo": TodoDAO.change_position,
-    }[kind]
-    stmt = _BUILDERS[kind](False).where(position < _BELOW)
+    visible = _VISIBLE[kind]
+    stmt = visible.where(visible.selected_columns.change_position < _BELOW)
     if after:
         cursor = [
             _cursor_parameter(column, name)
