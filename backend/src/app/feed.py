@@ -16,7 +16,7 @@ from typing import Any
 
 from app.api.feed_tokens import STAGES, FeedToken, cursor_values
 from app.db.executor import Executor, Row
-from app.errors import Gone
+from app.errors import Gone, NotFound
 from app.models import Daos
 from app.models.changes import Kind
 from app.schemas import ChangeOut, MemberOut, OrganizationOut, ResponseModel, SpaceOut, TodoOut
@@ -55,7 +55,10 @@ async def read_feed(
     limit: int,
     retention: timedelta,
 ) -> FeedPage:
-    """One page of the feed after `token` (the first page of a snapshot without one)."""
+    """One page of the feed after `token` (the first page of a snapshot without one), as
+    `caller_id` sees it: NotFound unless they are a member."""
+    if await daos.memberships.role_of(executor, organization_id, caller_id) is None:
+        raise NotFound("organization")
     if token is None:
         token = FeedToken(organization_id, STAGES[0], await daos.changes.horizon(executor))
     elif token.position < (await daos.changes.oldest_allowed(executor, retention) or -1):
